@@ -1,0 +1,103 @@
+"""All of Sextant's settings: one typed class, read from `SEXTANT_*` variables and `.env`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "sextant-development-secret-change-me"  # noqa: S105 - refused outside development
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEXTANT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+
+    # Stores
+    database_url: str = "sqlite:///./data/sextant.db"
+    events_url: str = "chdb:///./data/events"
+    redis_url: str | None = None
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+    log_json: bool | None = None  # default: JSON everywhere but development
+
+    # Accounts
+    registration_enabled: bool = True
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_days: int = Field(default=30, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=300, ge=1)
+
+    # Ingestion
+    ingest_flush_interval_ms: int = Field(default=200, ge=1)
+    ingest_flush_max_events: int = Field(default=10_000, ge=1)
+    ingest_buffer_max_events: int = Field(default=200_000, ge=1)
+    ingest_max_batch_events: int = Field(default=1_000, ge=1)
+    ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    ingest_rate_limit: str = "2000/second"
+    ingest_fsync: bool = False
+    geoip_city_db: Path | None = None
+
+    # Queries
+    query_cache_ttl_seconds: int = Field(default=10, ge=0)
+    query_timeout_seconds: int = Field(default=15, ge=1)
+    query_max_memory_bytes: int = Field(default=4_000_000_000, ge=10_000_000)
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _enforce_non_default_secrets(self) -> Settings:
+        if self.environment == Environment.DEVELOPMENT:
+            return self
+        secret = self.secret_key.get_secret_value()
+        if secret == DEFAULT_SECRET_KEY or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"SEXTANT_SECRET_KEY must be set to a random value of at least {MIN_SECRET_LENGTH} "
+                f"characters when SEXTANT_ENVIRONMENT={self.environment.value}; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return self
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_json is not None:
+            return self.log_json
+        return self.environment != Environment.DEVELOPMENT
+
+    @property
+    def is_embedded_events(self) -> bool:
+        return self.events_url.startswith("chdb:")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,259 @@
+"""The event store: a narrow typed client over clickhouse-connect.
+
+`chdb:///path` runs the ClickHouse engine in-process (chDB); `http(s)://host:8123/db` talks
+to a ClickHouse server. Same SQL, same results. Driver errors surface as `EventStoreError`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+_process_lock = threading.Lock()
+_open_stores: dict[str, EventStore] = {}
+
+
+class EventStoreError(Exception):
+    """The event store failed or refused a statement."""
+
+
+class EventStoreLocked(EventStoreError):
+    """Another process owns the embedded data directory."""
+
+
+class QueryTooExpensive(EventStoreError):
+    """The query hit its time or memory limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    elapsed_ms: float = 0.0
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+# ClickHouse error codes that mean "the query asked for too much", not "we broke".
+_LIMIT_CODES = {"159", "241", "158", "396", "307"}  # timeout, memory, rows, result, bytes
+_CLIENT_CODES = {"62", "47", "43", "386", "53", "6", "27", "38", "70", "36"}
+
+
+def _error_code(exc: Exception) -> str:
+    text = str(exc)
+    marker = "Code: "
+    if marker in text:
+        return text.split(marker, 1)[1].split(".", 1)[0].strip()
+    return getattr(exc, "code", "") or ""
+
+
+def _wrap(exc: Exception) -> EventStoreError:
+    code = _error_code(exc)
+    if code in _LIMIT_CODES:
+        return QueryTooExpensive(str(exc).split("\n", 1)[0])
+    return EventStoreError(str(exc).split("\n", 1)[0])
+
+
+def chdb_path(url: str) -> Path:
+    """The directory of a `chdb:///path` URL (relative paths are relative to the cwd)."""
+    rest = url[len("chdb://") :]
+    if rest.startswith("/./") or rest.startswith("/../"):
+        rest = rest[1:]
+    return Path(rest).expanduser().resolve()
+
+
+class EventStore:
+    """Insert rows and run queries against ClickHouse (server or in-process chDB)."""
+
+    def __init__(self, url: str, *, query_settings: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.embedded = url.startswith("chdb:")
+        self.query_settings = dict(query_settings or {})
+        self._lock_fd: int | None = None
+        if self.embedded:
+            path = chdb_path(url)
+            path.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = self._acquire_dir_lock(path)
+            self.database = "default"
+            try:
+                self._client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            except Exception as exc:
+                self._release_dir_lock()
+                raise EventStoreError(
+                    f"cannot open the embedded event store at {path}: {exc}"
+                ) from exc
+        else:
+            parsed = urlparse(url)
+            self.database = (parsed.path or "/").strip("/") or "default"
+            try:
+                self._client = clickhouse_connect.get_client(
+                    interface=parsed.scheme,
+                    host=parsed.hostname or "localhost",
+                    port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                    username=parsed.username or "default",
+                    password=parsed.password or "",
+                    database=self.database,
+                    autogenerate_session_id=False,
+                    compress=False,
+                )
+            except Exception as exc:
+                raise EventStoreError(
+                    f"cannot reach ClickHouse at {parsed.hostname}: {exc}"
+                ) from exc
+
+    @staticmethod
+    def _acquire_dir_lock(path: Path) -> int:
+        lock_path = path / ".sextant.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = ""
+            try:
+                owner = os.pread(fd, 64, 0).decode().strip()
+            except OSError:
+                pass
+            os.close(fd)
+            who = f" (process {owner})" if owner else ""
+            raise EventStoreLocked(
+                f"the embedded event store at {path} is already open in another process{who}; "
+                "an embedded data directory belongs to one process. Stop that process, point "
+                "SEXTANT_EVENTS_URL at another directory, or use a ClickHouse server "
+                "(SEXTANT_EVENTS_URL=http://host:8123/db) to run several processes."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def _release_dir_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    # -- statements ---------------------------------------------------------------------
+
+    def query(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> QueryResult:
+        """Run a SELECT with bound parameters (`{name:Type}` placeholders)."""
+        merged = {**self.query_settings, **(settings or {})}
+        try:
+            result = self._client.query(sql, parameters=dict(parameters or {}), settings=merged)
+        except ClickHouseError as exc:
+            raise _wrap(exc) from exc
+        except Exception as exc:  # chDB surfaces engine errors as RuntimeError
+            raise _wrap(exc) from exc
+        elapsed = 0.0
+        summary = getattr(result, "summary", None) or {}
+        if "elapsed_ns" in summary:
+            elapsed = float(summary["elapsed_ns"]) / 1e6
+        return QueryResult(
+            columns=tuple(result.column_names),
+            rows=tuple(tuple(r) for r in result.result_rows),
+            elapsed_ms=elapsed,
+        )
+
+    def command(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Run DDL or another statement that returns no rows."""
+        try:
+            return self._client.command(
+                sql, parameters=dict(parameters or {}), settings=dict(settings or {})
+            )
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert rows (each a sequence in `column_names` order) in one block."""
+        if not rows:
+            return
+        try:
+            self._client.insert(
+                table, rows, column_names=list(column_names), settings=dict(settings or {})
+            )
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def insert_raw(
+        self,
+        table: str,
+        data: bytes,
+        *,
+        fmt: str = "JSONEachRow",
+        column_names: Sequence[str] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert pre-encoded rows (e.g. JSONEachRow bytes) in one block."""
+        if not data:
+            return
+        try:
+            self._client.raw_insert(
+                table,
+                column_names=list(column_names) if column_names else None,
+                insert_block=data,
+                settings=dict(settings or {}),
+                fmt=fmt,
+            )
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def ping(self) -> bool:
+        try:
+            return self.query("SELECT 1").scalar() == 1
+        except EventStoreError:
+            return False
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        finally:
+            self._release_dir_lock()
+
+
+def open_event_store(url: str, *, query_settings: Mapping[str, Any] | None = None) -> EventStore:
+    """One store per URL per process: chDB allows one engine per process."""
+    with _process_lock:
+        store = _open_stores.get(url)
+        if store is None:
+            store = EventStore(url, query_settings=query_settings)
+            _open_stores[url] = store
+        return store
+
+
+def close_event_store(url: str) -> None:
+    with _process_lock:
+        store = _open_stores.pop(url, None)
+    if store is not None:
+        store.close()

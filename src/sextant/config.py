@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_SECRET_KEY = "sextant-development-secret-change-me"  # noqa: S105 - refused outside development
+DEFAULT_SECRET_KEY = "sextant-development-secret-change-me"
 MIN_SECRET_LENGTH = 32
 
 

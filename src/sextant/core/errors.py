@@ -7,8 +7,9 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sextant.core.responses import FastJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sextant.core.responses import FastJSONResponse
 
 log = structlog.get_logger(__name__)
 

@@ -6,6 +6,7 @@ to a ClickHouse server. Same SQL, same results. Driver errors surface as `EventS
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -122,10 +123,8 @@ class EventStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = ""
-            try:
+            with contextlib.suppress(OSError):
                 owner = os.pread(fd, 64, 0).decode().strip()
-            except OSError:
-                pass
             os.close(fd)
             who = f" (process {owner})" if owner else ""
             raise EventStoreLocked(

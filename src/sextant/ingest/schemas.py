@@ -5,25 +5,26 @@ event, or `{"batch": [event, ...], "sent_at": ..., "context": {...}}`:
 
 ```json
 {
-  "type": "track",                      // track | page | screen | identify | alias | group | api | web3
-  "event": "signup",                    // required for track; page -> "$pageview", screen -> "$screen",
-                                        // identify -> "$identify", alias -> "$alias", group -> "$group",
-                                        // api -> "$api_request", web3 -> its event name (default "$web3")
-  "message_id": "7f0c…",                // idempotency key: a retry with the same id counts once
-  "timestamp": "2026-11-23T10:00:00.123Z",  // ISO 8601 or epoch seconds/milliseconds; default: now
-  "sent_at": "2026-11-23T10:00:05Z",    // optional: when the client sent it (clock-skew correction)
-  "user_id": "u_42",                    // user_id and/or anonymous_id (one is required, except for api)
+  "type": "track",              // track|page|screen|identify|alias|group|api|web3 (default track)
+  "event": "signup",            // required for track and web3; page -> "$pageview",
+                                // screen -> "$screen", identify -> "$identify",
+                                // alias -> "$alias", group -> "$group", api -> "$api_request"
+  "message_id": "7f0c…",        // idempotency key: a retry with the same id counts once
+  "timestamp": "2026-11-23T10:00:00.123Z",  // ISO 8601 or epoch s/ms; default: now
+  "sent_at": "2026-11-23T10:00:05Z",        // optional: when the client sent it (skew fix)
+  "user_id": "u_42",            // user_id and/or anonymous_id (one required, except for api)
   "anonymous_id": "a_9c1…",
-  "previous_id": "a_9c1…",              // alias only: the id being merged into user_id
-  "group_id": "acme",                   // group only
+  "previous_id": "a_9c1…",      // alias only: the id being merged into user_id
+  "group_id": "acme",           // group only
   "session_id": "s_…",
-  "name": "Pricing",                    // page/screen name (stored as the title when no page title)
-  "properties": {"plan": "pro"},        // free-form; stored as JSON
-  "traits": {"email": "…"},             // identify/group; stored in properties under "$traits"
+  "name": "Pricing",            // page/screen name (the title when there is no page title)
+  "properties": {"plan": "pro"},  // free-form; stored as JSON
+  "traits": {"email": "…"},     // identify/group; stored in properties under "$traits"
   "context": {
-    "page": {"url": "https://shop.example/p?utm_source=x", "referrer": "https://google.com/", "title": "…"},
-    "userAgent": "Mozilla/5.0 …",        // default: the request's User-Agent header
-    "ip": "203.0.113.9",                 // default: the request's client address
+    "page": {"url": "https://shop.example/p?utm_source=x",
+             "referrer": "https://google.com/", "title": "…"},
+    "userAgent": "Mozilla/5.0 …",  // default: the request's User-Agent header
+    "ip": "203.0.113.9",           // default: the request's client address
     "locale": "de-DE",
     "screen": {"width": 1440, "height": 900},
     "campaign": {"source": "…", "medium": "…", "name": "…", "term": "…", "content": "…"},

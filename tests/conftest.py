@@ -44,6 +44,11 @@ def make_settings(
         "log_json": False,
         "log_level": "WARNING",
         "ingest_flush_interval_ms": 20,
+        # Cheap Argon2 in tests (production keeps the library's strong defaults).
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 1024,
+        # The shared client signs in from one address; lockout tests use their own app.
+        "login_max_failures_per_ip": 100_000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -83,3 +88,95 @@ def make_client(data_dir: Path, events_url: str) -> Iterator[Any]:
     yield factory
     for test_client in opened:
         test_client.__exit__(None, None, None)
+
+
+# --- accounts, organisations, projects and keys (through the public API) ---------------------
+
+TEST_PASSWORD = "correct-horse-7"
+
+
+def register_user(
+    client: TestClient,
+    *,
+    email: str | None = None,
+    name: str = "Test User",
+    password: str = TEST_PASSWORD,
+) -> dict[str, Any]:
+    """Sign up and sign in; returns `headers`, `email`, `user_id`, `password` and the tokens."""
+    email = email or f"user-{secrets.token_hex(6)}@example.com"
+    response = client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": name}
+    )
+    assert response.status_code == 201, response.text
+    user = response.json()
+    tokens = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert tokens.status_code == 200, tokens.text
+    pair = tokens.json()
+    return {
+        "headers": {"Authorization": f"Bearer {pair['access_token']}"},
+        "email": user["email"],
+        "user_id": user["id"],
+        "password": password,
+        "access_token": pair["access_token"],
+        "refresh_token": pair["refresh_token"],
+    }
+
+
+@pytest.fixture
+def make_user(client: TestClient) -> Any:
+    """Factory: `make_user(email=None, name=...)` registers and signs in another user."""
+
+    def factory(**kwargs: Any) -> dict[str, Any]:
+        return register_user(client, **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def auth(client: TestClient) -> dict[str, Any]:
+    """A freshly registered, signed-in user."""
+    return register_user(client)
+
+
+@pytest.fixture
+def org(client: TestClient, auth: dict[str, Any]) -> dict[str, Any]:
+    """An organisation owned by `auth`."""
+    response = client.post("/api/v1/orgs", json={"name": "Acme Analytics"}, headers=auth["headers"])
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+@pytest.fixture
+def project(client: TestClient, auth: dict[str, Any], org: dict[str, Any]) -> dict[str, Any]:
+    """A project (time zone UTC) in `org`."""
+    response = client.post(
+        "/api/v1/projects",
+        json={"org_id": org["id"], "name": "Web shop", "timezone": "UTC"},
+        headers=auth["headers"],
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def create_key(
+    client: TestClient, auth: dict[str, Any], project: dict[str, Any], kind: str
+) -> dict[str, Any]:
+    response = client.post(
+        f"/api/v1/projects/{project['id']}/keys",
+        json={"name": f"{kind} key", "kind": kind},
+        headers=auth["headers"],
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+@pytest.fixture
+def write_key(client: TestClient, auth: dict[str, Any], project: dict[str, Any]) -> str:
+    """The secret of a write key (`sx_w_...`) for `project`."""
+    return str(create_key(client, auth, project, "write")["secret"])
+
+
+@pytest.fixture
+def read_key(client: TestClient, auth: dict[str, Any], project: dict[str, Any]) -> str:
+    """The secret of a read key (`sx_r_...`) for `project`."""
+    return str(create_key(client, auth, project, "read")["secret"])

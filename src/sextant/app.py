@@ -26,6 +26,7 @@ from sextant.dashboard.router import router as dashboard_router
 from sextant.ingest import lifecycle as ingest_lifecycle
 from sextant.ingest.router import router as ingest_router
 from sextant.migrations.event_schema import migrate as migrate_events
+from sextant.projects.dependencies import build_key_resolver
 from sextant.projects.router import router as projects_router
 from sextant.system.router import router as system_router
 
@@ -36,6 +37,7 @@ log = structlog.get_logger("sextant")
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app.state.db = Database(settings.database_url)
+    app.state.key_resolver = build_key_resolver(app.state.db, settings)
     app.state.rate_limiter = RateLimiter(settings.redis_url)
     app.state.events = open_event_store(
         settings.events_url,

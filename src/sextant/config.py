@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     refresh_token_ttl_days: int = Field(default=30, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=300, ge=1)
+    login_max_failures_per_ip: int = Field(default=20, ge=1)
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=65_536, ge=8)
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
 
     # Ingestion
     ingest_flush_interval_ms: int = Field(default=200, ge=1)

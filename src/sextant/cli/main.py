@@ -52,5 +52,16 @@ def migrate() -> None:
     console.print(f"event store up to date ({', '.join(applied) or 'nothing to apply'})")
 
 
+def _add_domain_commands() -> None:
+    from sextant.accounts.cli import app as user_app
+    from sextant.projects.cli import app as key_app
+
+    app.add_typer(user_app, name="user")
+    app.add_typer(key_app, name="key")
+
+
+_add_domain_commands()
+
+
 if __name__ == "__main__":
     app()

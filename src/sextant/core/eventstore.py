@@ -84,13 +84,16 @@ class EventStore:
         self.embedded = url.startswith("chdb:")
         self.query_settings = dict(query_settings or {})
         self._lock_fd: int | None = None
+        self._writer_client: Any = None
+        self._writer_lock = threading.Lock()
         if self.embedded:
             path = chdb_path(url)
             path.mkdir(parents=True, exist_ok=True)
             self._lock_fd = self._acquire_dir_lock(path)
             self.database = "default"
+            self._connect_args: dict[str, Any] = {"dsn": f"chdb://{path}"}
             try:
-                self._client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+                self._client = clickhouse_connect.get_client(**self._connect_args)
             except Exception as exc:
                 self._release_dir_lock()
                 raise EventStoreError(
@@ -99,17 +102,18 @@ class EventStore:
         else:
             parsed = urlparse(url)
             self.database = (parsed.path or "/").strip("/") or "default"
+            self._connect_args = {
+                "interface": parsed.scheme,
+                "host": parsed.hostname or "localhost",
+                "port": parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                "username": parsed.username or "default",
+                "password": parsed.password or "",
+                "database": self.database,
+                "autogenerate_session_id": False,
+                "compress": False,
+            }
             try:
-                self._client = clickhouse_connect.get_client(
-                    interface=parsed.scheme,
-                    host=parsed.hostname or "localhost",
-                    port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-                    username=parsed.username or "default",
-                    password=parsed.password or "",
-                    database=self.database,
-                    autogenerate_session_id=False,
-                    compress=False,
-                )
+                self._client = clickhouse_connect.get_client(**self._connect_args)
             except Exception as exc:
                 raise EventStoreError(
                     f"cannot reach ClickHouse at {parsed.hostname}: {exc}"
@@ -205,6 +209,17 @@ class EventStore:
         except Exception as exc:
             raise _wrap(exc) from exc
 
+    def _writer(self) -> Any:
+        # The ingest writer gets a connection of its own: a client serialises its calls, and
+        # a long analytics query must not hold up the group commit behind it.
+        with self._writer_lock:
+            if self._writer_client is None:
+                try:
+                    self._writer_client = clickhouse_connect.get_client(**self._connect_args)
+                except Exception as exc:
+                    raise _wrap(exc) from exc
+            return self._writer_client
+
     def insert_raw(
         self,
         table: str,
@@ -213,12 +228,17 @@ class EventStore:
         fmt: str = "JSONEachRow",
         column_names: Sequence[str] | None = None,
         settings: Mapping[str, Any] | None = None,
+        writer: bool = False,
     ) -> None:
-        """Insert pre-encoded rows (e.g. JSONEachRow bytes) in one block."""
+        """Insert pre-encoded rows (e.g. JSONEachRow bytes) in one block.
+
+        `writer=True` uses the ingest writer's own connection.
+        """
         if not data:
             return
+        client = self._writer() if writer else self._client
         try:
-            self._client.raw_insert(
+            client.raw_insert(
                 table,
                 column_names=list(column_names) if column_names else None,
                 insert_block=data,
@@ -230,12 +250,16 @@ class EventStore:
 
     def ping(self) -> bool:
         try:
-            return self.query("SELECT 1").scalar() == 1
+            return bool(self.query("SELECT 1").scalar() == 1)
         except EventStoreError:
             return False
 
     def close(self) -> None:
         try:
+            if self._writer_client is not None:
+                with contextlib.suppress(Exception):
+                    self._writer_client.close()
+                self._writer_client = None
             self._client.close()
         finally:
             self._release_dir_lock()

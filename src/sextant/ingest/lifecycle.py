@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from sextant.config import Settings
+from sextant.core.eventstore import EventStore
+from sextant.ingest.enrich import GeoResolver, IpHasher, TrustedProxies
+from sextant.ingest.normalize import Normalizer
+from sextant.ingest.service import IngestService
+from sextant.ingest.writer import Writer
+
+log = structlog.get_logger(__name__)
+
+
+def apply_fsync(store: EventStore, *, enabled: bool) -> None:
+    """`fsync_after_insert` is a MergeTree table setting: set it to match the config."""
+    value = 1 if enabled else 0
+    for table in ("events", "person_aliases"):
+        store.command(
+            f"ALTER TABLE {table} MODIFY SETTING "
+            f"fsync_after_insert = {value}, fsync_part_directory = {value}"
+        )
 
 
 async def startup(app: FastAPI) -> None:
-    return None
+    settings: Settings = app.state.settings
+    store: EventStore = app.state.events
+    # The country database takes a moment to load: once per process, off the event loop.
+    geo = await run_in_threadpool(GeoResolver, settings.geoip_city_db)
+    await run_in_threadpool(apply_fsync, store, enabled=settings.ingest_fsync)
+    writer = Writer(
+        store,
+        flush_interval_ms=settings.ingest_flush_interval_ms,
+        flush_max_events=settings.ingest_flush_max_events,
+        buffer_max_events=settings.ingest_buffer_max_events,
+    )
+    writer.start()
+    app.state.ingest_writer = writer
+    app.state.ingest = IngestService(
+        settings=settings,
+        resolver=app.state.key_resolver,
+        limiter=app.state.rate_limiter,
+        normalizer=Normalizer(geo=geo, hasher=IpHasher(settings.secret_key.get_secret_value())),
+        writer=writer,
+        proxies=TrustedProxies(settings.trusted_proxies),
+    )
 
 
 async def shutdown(app: FastAPI) -> None:
-    return None
+    """Flush every buffered event before the process exits."""
+    writer: Writer | None = getattr(app.state, "ingest_writer", None)
+    if writer is not None:
+        await writer.close()
+        log.info("ingest_writer_stopped", written=writer.stats.written)
+    service: IngestService | None = getattr(app.state, "ingest", None)
+    if service is not None:
+        service.normalizer.geo.close()

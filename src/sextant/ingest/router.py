@@ -1,3 +1,205 @@
-from fastapi import APIRouter
+"""Ingestion endpoints: native, Segment HTTP Tracking API, browser beacon.
 
-router = APIRouter()
+These routes authenticate with a write key (not a session), so they are mounted without the
+user dependencies; each handler resolves the key itself. Write keys are public by design
+(they ship in web pages), so every ingestion route answers CORS requests from any origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from sextant.core.errors import AppError, BadRequest, error_body
+from sextant.core.responses import FastJSONResponse
+from sextant.ingest.schemas import IngestAccepted, SegmentAccepted
+from sextant.ingest.service import (
+    SEGMENT_MAX_BATCH_BYTES,
+    SEGMENT_MAX_EVENT_BYTES,
+    IngestService,
+    decode_json,
+    header_write_key,
+    read_body,
+)
+
+router = APIRouter(tags=["ingest"])
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, Content-Encoding, Authorization, X-API-Key, X-Request-ID"
+    ),
+    "Access-Control-Max-Age": "86400",
+}
+_CORS_SIMPLE = {"Access-Control-Allow-Origin": "*"}
+
+
+def _service(request: Request) -> IngestService:
+    service: IngestService = request.app.state.ingest
+    return service
+
+
+def _error(exc: AppError) -> FastJSONResponse:
+    return FastJSONResponse(
+        error_body(exc.code, exc.message, exc.details),
+        status_code=exc.status_code,
+        headers={**exc.headers, **_CORS_SIMPLE},
+    )
+
+
+def _accepted(body: bytes, status: int = 202) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=_CORS_SIMPLE)
+
+
+def _split_native(payload: Any) -> tuple[list[Any], Any, Any, bool]:
+    """(events, sent_at, batch context, single) of a native body."""
+    if isinstance(payload, dict) and "batch" in payload:
+        batch = payload["batch"]
+        if not isinstance(batch, list):
+            raise BadRequest("batch: must be an array of events", code="validation_error")
+        return batch, payload.get("sent_at"), payload.get("context"), False
+    if isinstance(payload, list):
+        return payload, None, None, False
+    return [payload], None, None, True
+
+
+async def _native(request: Request, *, beacon: bool) -> Response:
+    service = _service(request)
+    try:
+        if beacon:
+            body = await read_body(request, service.max_body)
+            payload = decode_json(body)
+            secret = None
+            if isinstance(payload, dict):
+                secret = payload.pop("write_key", None) or payload.pop("writeKey", None)
+            ctx = service.authenticate(
+                secret if isinstance(secret, str) else header_write_key(request)
+            )
+        else:
+            # The key comes before the body: a stranger's megabyte is never parsed.
+            ctx = service.authenticate(header_write_key(request))
+            body = await read_body(request, service.max_body)
+            payload = decode_json(body)
+        items, sent_at, context, single = _split_native(payload)
+        outcome = await service.ingest(
+            ctx,
+            items,
+            request=request,
+            dialect="native",
+            sent_at=sent_at,
+            batch_context=context,
+            single=single,
+        )
+    except AppError as exc:
+        return _error(exc)
+    return _accepted(outcome.body())
+
+
+@router.post(
+    "/api/v1/events",
+    status_code=202,
+    response_model=IngestAccepted,
+    responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+)
+async def ingest_events(request: Request) -> Response:
+    """Store one event or a batch of up to 1,000 (1 MB) with a write key.
+
+    Answers once the events are stored. Invalid events of a batch are listed in
+    `rejected` by index and the rest is stored; a single invalid event answers 400.
+    The event format is documented in `sextant.ingest.schemas` (`NativeEvent`).
+    """
+    return await _native(request, beacon=False)
+
+
+@router.post(
+    "/api/v1/collect",
+    status_code=202,
+    response_model=IngestAccepted,
+    responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+)
+async def collect(request: Request) -> Response:
+    """Browser beacon: a native event or batch as `text/plain` JSON with `write_key` inside."""
+    return await _native(request, beacon=True)
+
+
+@router.options("/api/v1/events", include_in_schema=False)
+@router.options("/api/v1/collect", include_in_schema=False)
+@router.options("/v1/{kind}", include_in_schema=False)
+async def preflight() -> Response:
+    return Response(status_code=204, headers=_CORS)
+
+
+_SEGMENT_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
+
+
+async def _segment(request: Request, kind: str) -> Response:
+    service = _service(request)
+    try:
+        limit = SEGMENT_MAX_BATCH_BYTES if kind == "batch" else SEGMENT_MAX_EVENT_BYTES
+        body = await read_body(request, service.max_body)
+        if len(body) > limit:
+            raise BadRequest(
+                f"{'batch' if kind == 'batch' else 'message'} larger than {limit // 1024} KB "
+                "(the Segment API's limit)",
+                code="payload_too_large",
+            )
+        payload = decode_json(body)
+        if not isinstance(payload, dict):
+            raise BadRequest("the body must be a JSON object", code="validation_error")
+        secret = header_write_key(request)
+        if not secret:
+            body_key = payload.get("writeKey")
+            secret = body_key if isinstance(body_key, str) else None
+        ctx = service.authenticate(secret)
+        if kind == "batch":
+            items = payload.get("batch")
+            if not isinstance(items, list):
+                raise BadRequest("batch: must be an array of messages", code="validation_error")
+            outcome = await service.ingest(
+                ctx,
+                items,
+                request=request,
+                dialect="segment",
+                sent_at=payload.get("sentAt"),
+                batch_context=payload.get("context"),
+                use_header_user_agent=False,
+            )
+        else:
+            outcome = await service.ingest(
+                ctx,
+                [payload],
+                request=request,
+                dialect="segment",
+                segment_type=kind,
+                single=True,
+                use_header_user_agent=False,
+            )
+    except AppError as exc:
+        return _error(exc)
+    return _accepted(outcome.body(success=True), status=200)
+
+
+def _segment_route(kind: str) -> None:
+    async def endpoint(request: Request) -> Response:
+        return await _segment(request, kind)
+
+    label = "a batch of messages" if kind == "batch" else f"a Segment `{kind}` call"
+    endpoint.__name__ = f"segment_{kind}"
+    endpoint.__doc__ = (
+        f"Segment HTTP Tracking API: {label}. The write key is the Basic auth username "
+        "(empty password) or `writeKey` in the body."
+    )
+    router.add_api_route(
+        f"/v1/{kind}",
+        endpoint,
+        methods=["POST"],
+        response_model=SegmentAccepted,
+        responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+    )
+
+
+for _kind in (*sorted(_SEGMENT_TYPES), "batch"):
+    _segment_route(_kind)

@@ -1,0 +1,515 @@
+"""Decode, validate and enrich one event of any wire format into a canonical row.
+
+Hand-written checks instead of a Pydantic model per event: this runs for every event of
+every request, and plain dict access is several times faster (see benchmarks/ingest.py).
+Every check reports the field it is about, so a client can fix its payload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from sextant.ingest.enrich import (
+    GeoResolver,
+    IpHasher,
+    checksum_address,
+    parse_user_agent,
+    referrer_domain,
+    url_parts,
+)
+from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row, format_ms
+
+MAX_NAME = 200
+MAX_ID = 256
+MAX_MESSAGE_ID = 200
+MAX_TEXT = 4096
+MAX_FUTURE_MS = 24 * 3600 * 1000
+# Clock skew below this is network latency or retry delay, not a wrong clock: leaving the
+# client's timestamp untouched keeps a retried message's timestamp (and so its sort key)
+# identical, which ReplacingMergeTree needs to collapse the copies.
+SKEW_TOLERANCE_MS = 60_000
+MAX_UINT256 = (1 << 256) - 1
+MAX_UINT64 = (1 << 64) - 1
+
+_HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_HEX64 = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_DIGITS = re.compile(r"^[0-9]{1,78}$")
+_HTTP_METHODS = frozenset(
+    {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
+class InvalidEvent(Exception):
+    """An event failed validation; `errors` name each bad field."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(slots=True)
+class RequestMeta:
+    """What every event of one request shares: tenant, receive time, client address."""
+
+    project_id: str
+    store_raw_ip: bool
+    received_ms: int
+    ip: str
+    user_agent: str = ""
+    sent_at_ms: int | None = None
+
+    @property
+    def day(self) -> str:
+        return dt.datetime.fromtimestamp(self.received_ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+
+
+def parse_timestamp(value: Any, field: str) -> int:
+    """ISO 8601 string or epoch seconds/milliseconds -> epoch milliseconds (UTC)."""
+    if isinstance(value, bool):
+        raise InvalidEvent([f"{field}: must be an ISO 8601 string or a number"])
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                parsed = dt.datetime.fromisoformat(text)
+            except ValueError:
+                raise InvalidEvent(
+                    [f"{field}: {value[:40]!r} is not an ISO 8601 timestamp"]
+                ) from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            return round(parsed.timestamp() * 1000)
+    else:
+        raise InvalidEvent([f"{field}: must be an ISO 8601 string or a number"])
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidEvent([f"{field}: must be a finite number"])
+    # Epoch milliseconds are > 1e11 for any date after 1973; seconds are far below.
+    return round(number) if abs(number) > 1e11 else round(number * 1000)
+
+
+def resolve_timestamp(ts_ms: int | None, sent_ms: int | None, received_ms: int) -> int:
+    """Segment's rule: timestamp + (receivedAt - sentAt), applied when the skew matters.
+
+    The correction is rounded to whole seconds so two deliveries of the same message (whose
+    `sentAt` differ by the retry delay and network jitter) land on the same stored time.
+    """
+    if ts_ms is None:
+        return received_ms
+    if sent_ms is not None:
+        skew = received_ms - sent_ms
+        if abs(skew) > SKEW_TOLERANCE_MS:
+            return ts_ms + round(skew / 1000) * 1000
+    return ts_ms
+
+
+def _id(value: Any, field: str, errors: list[str], limit: int = MAX_ID) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        if len(value) > limit:
+            errors.append(f"{field}: longer than {limit} characters")
+            return ""
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    errors.append(f"{field}: must be a string")
+    return ""
+
+
+def _text(value: Any, limit: int = MAX_TEXT) -> str:
+    if isinstance(value, str):
+        return value[:limit]
+    if value is None:
+        return ""
+    return str(value)[:limit]
+
+
+def _obj(value: Any, field: str, errors: list[str]) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    errors.append(f"{field}: must be an object")
+    return None
+
+
+def _uint(value: Any, field: str, errors: list[str], limit: int = MAX_UINT64) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        else:
+            errors.append(f"{field}: must be a non-negative integer")
+            return 0
+    if value < 0 or value > limit or value != int(value):
+        errors.append(f"{field}: must be an integer between 0 and {limit}")
+        return 0
+    return int(value)
+
+
+def _address(value: Any, field: str, errors: list[str]) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not _HEX40.match(value):
+        errors.append(f"{field}: must be a 20-byte hex address (0x followed by 40 hex digits)")
+        return ""
+    return checksum_address(value)
+
+
+def new_message_id() -> str:
+    return os.urandom(16).hex()
+
+
+def event_uuid(project_id: str, message_id: str) -> str:
+    """A stable event id: the same message in the same project always gets the same one."""
+    return hashlib.blake2b(f"{project_id}|{message_id}".encode(), digest_size=16).hexdigest()
+
+
+class Normalizer:
+    """Turns decoded JSON objects into canonical rows (plus identity links)."""
+
+    def __init__(self, *, geo: GeoResolver, hasher: IpHasher) -> None:
+        self.geo = geo
+        self.hasher = hasher
+
+    def native(
+        self,
+        item: Any,
+        meta: RequestMeta,
+        *,
+        batch_context: dict[str, Any] | None = None,
+        day: str = "",
+    ) -> tuple[Row, list[tuple[str, str]]]:
+        """Validate and enrich one native event; raise `InvalidEvent` naming every bad field."""
+        if not isinstance(item, dict):
+            raise InvalidEvent(["event: must be a JSON object"])
+        errors: list[str] = []
+        get = item.get
+
+        kind = get("type", "track")
+        if kind is None or kind == "":
+            errors.append("type: required")
+            kind = "track"
+        elif kind not in EVENT_TYPES:
+            errors.append(
+                f"type: must be one of {', '.join(sorted(EVENT_TYPES))} (got {str(kind)[:40]!r})"
+            )
+            kind = "track"
+        name = get("event")
+        if name is None or name == "":
+            name = TYPE_EVENT_NAMES.get(kind)
+            if name is None:
+                errors.append(f"event: required for {kind} events")
+                name = ""
+        elif not isinstance(name, str):
+            errors.append("event: must be a string")
+            name = ""
+        elif len(name) > MAX_NAME:
+            errors.append(f"event: longer than {MAX_NAME} characters")
+
+        user_id = _id(get("user_id"), "user_id", errors)
+        anonymous_id = _id(get("anonymous_id"), "anonymous_id", errors)
+        aliases: list[tuple[str, str]] = []
+        if kind == "alias":
+            previous_id = _id(get("previous_id"), "previous_id", errors)
+            if not previous_id:
+                errors.append("previous_id: required for alias events")
+            if not user_id:
+                errors.append("user_id: required for alias events")
+            if previous_id and user_id and previous_id != user_id:
+                aliases.append((previous_id, user_id))
+        elif not user_id and not anonymous_id and kind != "api":
+            errors.append("user_id or anonymous_id: one of them is required")
+        if user_id and anonymous_id and anonymous_id != user_id:
+            aliases.append((anonymous_id, user_id))
+
+        message_id = _id(get("message_id"), "message_id", errors, MAX_MESSAGE_ID)
+        if not message_id:
+            message_id = new_message_id()
+
+        received = meta.received_ms
+        ts_raw = get("timestamp")
+        ts_ms: int | None = None
+        if ts_raw is not None:
+            try:
+                ts_ms = parse_timestamp(ts_raw, "timestamp")
+            except InvalidEvent as exc:
+                errors.extend(exc.errors)
+        sent_ms = meta.sent_at_ms
+        sent_raw = get("sent_at")
+        if sent_raw is not None:
+            try:
+                sent_ms = parse_timestamp(sent_raw, "sent_at")
+            except InvalidEvent as exc:
+                errors.extend(exc.errors)
+        timestamp = resolve_timestamp(ts_ms, sent_ms, received)
+        if timestamp > received + MAX_FUTURE_MS:
+            errors.append("timestamp: more than one day in the future (check the client clock)")
+        elif timestamp < 0:
+            errors.append("timestamp: before 1970-01-01")
+
+        properties = _obj(get("properties"), "properties", errors)
+        traits = _obj(get("traits"), "traits", errors)
+        context = _obj(get("context"), "context", errors)
+        if batch_context:
+            context = {**batch_context, **context} if context else batch_context
+
+        project_id = meta.project_id
+        row: Row = {
+            "project_id": project_id,
+            "event_id": event_uuid(project_id, message_id),
+            "message_id": message_id,
+            "type": kind,
+            "event": name,
+            "timestamp": format_ms(timestamp),
+            "received_at": format_ms(received),
+            "distinct_id": user_id or anonymous_id,
+        }
+        if user_id:
+            row["user_id"] = user_id
+        if anonymous_id:
+            row["anonymous_id"] = anonymous_id
+        session_id = get("session_id")
+        if session_id is not None:
+            row["session_id"] = _id(session_id, "session_id", errors)
+
+        user_agent = meta.user_agent
+        ip = meta.ip
+        page: dict[str, Any] | None = None
+        campaign: dict[str, Any] | None = None
+        if context:
+            page = _obj(context.get("page"), "context.page", errors)
+            campaign = _obj(context.get("campaign"), "context.campaign", errors)
+            ua = context.get("userAgent")
+            if isinstance(ua, str) and ua:
+                user_agent = ua
+            ctx_ip = context.get("ip")
+            if isinstance(ctx_ip, str) and ctx_ip:
+                ip = ctx_ip[:64]
+            locale = context.get("locale")
+            if isinstance(locale, str) and locale:
+                row["locale"] = locale[:32]
+            screen = _obj(context.get("screen"), "context.screen", errors)
+            if screen:
+                width, height = screen.get("width"), screen.get("height")
+                if width is not None:
+                    row["screen_width"] = _uint(width, "context.screen.width", errors, 65535)
+                if height is not None:
+                    row["screen_height"] = _uint(height, "context.screen.height", errors, 65535)
+            library = context.get("library")
+            if isinstance(library, dict):
+                row["library"] = _text(library.get("name"), 64)
+                row["library_version"] = _text(library.get("version"), 32)
+
+        # Page fields: context.page, or the page call's own properties (Segment puts them there).
+        url = referrer = title = path = ""
+        if page:
+            url = _text(page.get("url"))
+            referrer = _text(page.get("referrer"))
+            title = _text(page.get("title"), 1024)
+            path = _text(page.get("path"), 2048)
+        if (kind == "page" or kind == "screen") and properties:
+            url = url or _text(properties.get("url"))
+            referrer = referrer or _text(properties.get("referrer"))
+            title = title or _text(properties.get("title"), 1024)
+            path = path or _text(properties.get("path"), 2048)
+        page_name = get("name")
+        if not title and isinstance(page_name, str):
+            title = page_name[:1024]
+        if url:
+            row["url"] = url
+            host, url_path, utm, click_id = url_parts(url)
+            row["host"] = host
+            row["path"] = path or url_path
+            if utm:
+                row.update(utm)
+            if click_id:
+                row["click_id"] = click_id
+        elif path:
+            row["path"] = path
+        if title:
+            row["title"] = title
+        if referrer:
+            row["referrer"] = referrer
+            row["referrer_domain"] = referrer_domain(referrer)
+        if campaign:
+            for key, column in (
+                ("source", "utm_source"),
+                ("medium", "utm_medium"),
+                ("name", "utm_campaign"),
+                ("term", "utm_term"),
+                ("content", "utm_content"),
+            ):
+                value = campaign.get(key)
+                if value and column not in row:
+                    row[column] = _text(value, 256)
+
+        if user_agent:
+            info = parse_user_agent(user_agent)
+            row["browser"] = info.browser
+            row["browser_version"] = info.browser_version
+            row["os"] = info.os
+            row["os_version"] = info.os_version
+            row["device_type"] = info.device_type
+            if info.is_bot:
+                row["is_bot"] = 1
+        if ip:
+            geo = self.geo.lookup(ip)
+            if geo.country:
+                row["country"] = geo.country
+            if geo.region:
+                row["region"] = geo.region
+            if geo.city:
+                row["city"] = geo.city
+            row["ip_hash"] = self.hasher.hash(ip, project_id=project_id, day=day or meta.day)
+            if meta.store_raw_ip:
+                row["ip"] = ip
+
+        api = get("api")
+        if api is not None or kind == "api":
+            self._api(api, row, errors)
+        web3 = get("web3")
+        if web3 is not None or kind == "web3":
+            self._web3(web3, row, errors, required=kind == "web3")
+
+        if kind == "identify" or kind == "group":
+            extra: dict[str, Any] = dict(properties) if properties else {}
+            if traits:
+                extra["$traits"] = traits
+            if kind == "group":
+                group_id = _id(get("group_id"), "group_id", errors)
+                if not group_id:
+                    errors.append("group_id: required for group events")
+                extra["$group_id"] = group_id
+            properties = extra
+        if properties:
+            try:
+                row["properties"] = orjson.dumps(properties).decode()
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                errors.append(f"properties: cannot be stored as JSON ({exc})")
+
+        if errors:
+            raise InvalidEvent(errors)
+        return row, aliases
+
+    @staticmethod
+    def _api(api: Any, row: Row, errors: list[str]) -> None:
+        if not isinstance(api, dict):
+            errors.append("api: required object for api events (method, route, status, ...)")
+            return
+        method = api.get("method")
+        if not isinstance(method, str) or method.upper() not in _HTTP_METHODS:
+            errors.append("api.method: must be an HTTP method such as GET or POST")
+        else:
+            row["http_method"] = method.upper()
+        route = api.get("route")
+        if not isinstance(route, str) or not route:
+            errors.append("api.route: required route template such as /items/{id}")
+        else:
+            row["http_route"] = route[:512]
+        status = api.get("status")
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            errors.append("api.status: must be an HTTP status code between 100 and 599")
+        else:
+            row["http_status"] = status
+        duration = api.get("duration_ms")
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not 0 <= duration < 1e9
+        ):
+            errors.append("api.duration_ms: must be a non-negative number of milliseconds")
+        else:
+            row["duration_ms"] = float(duration)
+        for key, column in (
+            ("request_bytes", "request_bytes"),
+            ("response_bytes", "response_bytes"),
+        ):
+            value = api.get(key)
+            if value is not None:
+                row[column] = _uint(value, f"api.{key}", errors)
+
+    @staticmethod
+    def _web3(web3: Any, row: Row, errors: list[str], *, required: bool) -> None:
+        if not isinstance(web3, dict):
+            if required or web3 is not None:
+                errors.append("web3: must be an object (chain_id, wallet, tx_hash, value, ...)")
+            return
+        chain_id = web3.get("chain_id")
+        if chain_id is not None:
+            value = _uint(chain_id, "web3.chain_id", errors)
+            if value:
+                row["chain_id"] = value
+        wallet = _address(web3.get("wallet"), "web3.wallet", errors)
+        if wallet:
+            row["wallet_address"] = wallet
+        contract = _address(web3.get("contract"), "web3.contract", errors)
+        if contract:
+            row["contract_address"] = contract
+        tx_hash = web3.get("tx_hash")
+        if tx_hash is not None and tx_hash != "":
+            if not isinstance(tx_hash, str) or not _HEX64.match(tx_hash):
+                errors.append(
+                    "web3.tx_hash: must be a 32-byte hex hash (0x followed by 64 hex digits)"
+                )
+            else:
+                row["tx_hash"] = tx_hash.lower()
+        amount = web3.get("value")
+        if amount is not None and amount != "":
+            if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0:
+                amount = str(amount)
+            if not isinstance(amount, str) or not _DIGITS.match(amount):
+                errors.append(
+                    "web3.value: must be a non-negative integer in the smallest unit (wei) "
+                    "as a decimal string"
+                )
+            elif int(amount) > MAX_UINT256:
+                errors.append("web3.value: larger than 2**256 - 1")
+            else:
+                row["tx_value"] = amount
+        token = web3.get("token")
+        if token is not None:
+            row["token_symbol"] = _text(token, 32)
+        status = web3.get("status")
+        if status is not None:
+            row["tx_status"] = _text(status, 32)
+
+
+_SEGMENT_KEYS = {
+    "userId": "user_id",
+    "anonymousId": "anonymous_id",
+    "messageId": "message_id",
+    "previousId": "previous_id",
+    "groupId": "group_id",
+    "sentAt": "sent_at",
+}
+
+
+def from_segment(item: Any, default_type: str | None) -> Any:
+    """Rename a Segment message's camelCase fields to the native names (shallow copy)."""
+    if not isinstance(item, dict):
+        return item
+    out = {_SEGMENT_KEYS.get(key, key): value for key, value in item.items()}
+    if default_type is not None:
+        out["type"] = default_type
+    elif "type" not in out:
+        out["type"] = ""  # reported by the normaliser: a message must say its type
+    context = out.get("context")
+    if out.get("type") == "identify" and "traits" not in out and isinstance(context, dict):
+        traits = context.get("traits")
+        if isinstance(traits, dict):
+            out["traits"] = traits
+    # Segment libraries put web3/api fields nowhere standard; they stay in properties.
+    out.pop("api", None)
+    out.pop("web3", None)
+    return out

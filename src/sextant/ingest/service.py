@@ -1,0 +1,230 @@
+"""Ingestion rules: authenticate, limit, decode, normalise, enrich, and group-commit.
+
+The routers only read the HTTP request; every wire format ends up in `IngestService.ingest`
+as a list of decoded JSON values, so limits, enrichment and storage behave the same way for
+the native API, the Segment API and the browser beacon.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from starlette.requests import Request
+
+from sextant.config import Settings
+from sextant.core.errors import BadRequest, PayloadTooLarge, Unauthorized
+from sextant.core.ratelimit import RateLimiter
+from sextant.ingest.enrich import TrustedProxies
+from sextant.ingest.normalize import (
+    InvalidEvent,
+    Normalizer,
+    RequestMeta,
+    from_segment,
+    parse_timestamp,
+)
+from sextant.ingest.writer import Writer
+from sextant.projects.context import ProjectContext
+from sextant.projects.dependencies import KeyResolver
+from sextant.projects.models import KeyKind
+
+SEGMENT_MAX_EVENT_BYTES = 32 * 1024
+SEGMENT_MAX_BATCH_BYTES = 500 * 1024
+
+Dialect = Literal["native", "segment"]
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    accepted: int
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self, **extra: Any) -> bytes:
+        return orjson.dumps({**extra, "accepted": self.accepted, "rejected": self.rejected})
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body; 400 saying where the JSON breaks."""
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            code="invalid_json",
+            details=[{"line": exc.lineno, "column": exc.colno, "position": exc.pos}],
+        ) from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes (before and after gunzip)."""
+    headers = request.headers
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    if length is not None and length.isdigit():
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    else:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    encoding = headers.get("content-encoding")
+    if encoding and encoding.lower() in ("gzip", "deflate"):
+        decompressor = zlib.decompressobj(wbits=47)  # gzip or zlib header
+        try:
+            body = decompressor.decompress(body, limit + 1)
+        except zlib.error:
+            raise BadRequest(
+                f"the body is not valid {encoding} data", code="invalid_encoding"
+            ) from None
+        if len(body) > limit or decompressor.unconsumed_tail:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes once decompressed")
+    return body
+
+
+def header_write_key(request: Request) -> str | None:
+    """`X-API-Key`, `Authorization: Bearer`, or Segment's Basic (key as the username)."""
+    headers = request.headers
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("malformed Basic credentials", code="invalid_api_key") from None
+        return decoded.partition(":")[0].strip()
+    return None
+
+
+class IngestService:
+    """One per process: holds the normaliser (with its caches) and the writer."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        resolver: KeyResolver,
+        limiter: RateLimiter,
+        normalizer: Normalizer,
+        writer: Writer,
+        proxies: TrustedProxies,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.limiter = limiter
+        self.normalizer = normalizer
+        self.writer = writer
+        self.proxies = proxies
+        self.rate_limit = settings.ingest_rate_limit
+        self.max_batch = settings.ingest_max_batch_events
+        self.max_body = settings.ingest_max_body_bytes
+
+    def authenticate(self, secret: str | None) -> ProjectContext:
+        """The project of a write key, after counting the request against its rate limit."""
+        if not secret:
+            raise Unauthorized(
+                "missing write key: send it in X-API-Key, Authorization: Bearer, "
+                "Basic auth (as the username) or as writeKey in the body",
+                code="missing_api_key",
+            )
+        ctx = self.resolver.resolve(secret, KeyKind.WRITE)
+        self.limiter.hit(
+            self.rate_limit,
+            "ingest",
+            ctx.key_id or ctx.project_id,
+            message=f"rate limit of {self.rate_limit} for this write key exceeded",
+        )
+        return ctx
+
+    def client_ip(self, request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        return self.proxies.client_ip(peer, request.headers.get("x-forwarded-for"))
+
+    async def ingest(
+        self,
+        ctx: ProjectContext,
+        items: list[Any],
+        *,
+        request: Request,
+        dialect: Dialect,
+        segment_type: str | None = None,
+        sent_at: Any = None,
+        batch_context: Any = None,
+        single: bool = False,
+        use_header_user_agent: bool = True,
+    ) -> IngestOutcome:
+        """Validate every item, store the valid ones, report the others by index."""
+        if len(items) > self.max_batch:
+            raise BadRequest(
+                f"batch: at most {self.max_batch} events per request (got {len(items)})",
+                code="batch_too_large",
+            )
+        received_ms = time.time_ns() // 1_000_000
+        sent_ms: int | None = None
+        if sent_at is not None:
+            try:
+                sent_ms = parse_timestamp(sent_at, "sent_at")
+            except InvalidEvent as exc:
+                raise BadRequest(exc.errors[0], code="validation_error") from None
+        if batch_context is not None and not isinstance(batch_context, dict):
+            raise BadRequest("context: must be an object", code="validation_error")
+        meta = RequestMeta(
+            project_id=ctx.project_id,
+            store_raw_ip=ctx.store_raw_ip,
+            received_ms=received_ms,
+            ip=self.client_ip(request),
+            user_agent=(request.headers.get("user-agent") or "") if use_header_user_agent else "",
+            sent_at_ms=sent_ms,
+        )
+        day = time.strftime("%Y-%m-%d", time.gmtime(received_ms / 1000))
+        native = self.normalizer.native
+        rows = []
+        aliases: list[tuple[str, str]] = []
+        rejected: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if dialect == "segment":
+                if isinstance(item, dict) and len(orjson.dumps(item)) > SEGMENT_MAX_EVENT_BYTES:
+                    rejected.append(
+                        {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
+                    )
+                    continue
+                item = from_segment(item, segment_type)
+            try:
+                row, links = native(item, meta, batch_context=batch_context, day=day)
+            except InvalidEvent as exc:
+                rejected.append({"index": index, "errors": exc.errors})
+                continue
+            rows.append(row)
+            if links:
+                aliases.extend(links)
+        if single and rejected:
+            errors = rejected[0]["errors"]
+            raise BadRequest(
+                f"invalid event: {errors[0]}",
+                code="validation_error",
+                details=[{"field": e.split(":", 1)[0], "message": e} for e in errors],
+            )
+        if rows or aliases:
+            await self.writer.write(ctx.project_id, rows, aliases, received_ms=received_ms)
+        return IngestOutcome(len(rows), rejected)

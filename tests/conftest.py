@@ -124,10 +124,11 @@ def register_user(
 
 @pytest.fixture
 def make_user(client: TestClient) -> Any:
-    """Factory: `make_user(email=None, name=...)` registers and signs in another user."""
+    """Factory: `make_user(email=None, name=..., on=other_client)` registers and signs in
+    another user (on the shared client unless `on` is given)."""
 
-    def factory(**kwargs: Any) -> dict[str, Any]:
-        return register_user(client, **kwargs)
+    def factory(on: TestClient | None = None, **kwargs: Any) -> dict[str, Any]:
+        return register_user(on or client, **kwargs)
 
     return factory
 

@@ -108,7 +108,8 @@ function renderTopbar(project, page) {
 async function route() {
   if (state.cleanup) { try { state.cleanup(); } catch { /* ignore */ } state.cleanup = null; }
   const { parts, params } = currentRoute();
-  const [head, id, page = "overview", sub] = parts;
+  const [head, id, page = "overview"] = parts;
+  const sub = parts.slice(3);
   if (head === "login" || head === "signup") {
     topbar.hidden = true;
     return authPages.render(main, head, { loadAccount, go });

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     query_cache_ttl_seconds: int = Field(default=10, ge=0)
     query_timeout_seconds: int = Field(default=15, ge=1)
     query_max_memory_bytes: int = Field(default=4_000_000_000, ge=10_000_000)
+    live_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    live_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from sextant.analytics.service import AnalyticsService
+from sextant.config import Settings
+from sextant.core.cache import make_cache
+
 
 async def startup(app: FastAPI) -> None:
-    return None
+    settings: Settings = app.state.settings
+    cache = make_cache(settings.redis_url)
+    app.state.query_cache = cache
+    app.state.analytics = AnalyticsService(
+        store=app.state.events, cache=cache, ttl_seconds=settings.query_cache_ttl_seconds
+    )
 
 
 async def shutdown(app: FastAPI) -> None:
-    return None
+    cache = getattr(app.state, "query_cache", None)
+    if cache is not None:
+        cache.close()

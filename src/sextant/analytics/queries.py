@@ -1,0 +1,832 @@
+"""Every report kind compiled to parameterised ClickHouse SQL, in this one module.
+
+Rules that hold for every statement built here:
+- rows come from `events FINAL`, so a retried message (same message id) counts once;
+- `project_id = {project_id:UUID}` is always in the WHERE clause, whatever the filters say;
+- bots are excluded unless the query asks for them;
+- a person is the latest `person_aliases` mapping of a distinct id, else the distinct id;
+- time buckets and day boundaries are computed in the project's time zone, which is a
+  validated IANA name passed as a bound parameter;
+- user values only ever travel as bound parameters; column names come from an allow-list
+  and JSON property names are validated and bound too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sextant.analytics.schemas import (
+    BIGINT_COLUMNS,
+    NUMBER_COLUMNS,
+    PROPERTY_PREFIX,
+    STRING_COLUMNS,
+    ApiMetricsQuery,
+    Breakdown,
+    EventsQuery,
+    Filter,
+    FilterGroup,
+    FilterItem,
+    FunnelQuery,
+    Interval,
+    PathsQuery,
+    RetentionQuery,
+    Series,
+    Web3Query,
+)
+from sextant.analytics.timerange import TimeRange
+from sextant.core.errors import BadRequest
+
+# Deduplicated reads stay inside a partition: the partition key is derived from the sort
+# key (the month of the timestamp), so duplicates can never sit in different partitions.
+QUERY_SETTINGS: dict[str, Any] = {
+    "do_not_merge_across_partitions_select_final": 1,
+    "join_use_nulls": 0,
+}
+OTHER = "$other"
+UTC64 = "DateTime64(3, 'UTC')"
+EVENT_COLUMNS = (
+    "event_id",
+    "message_id",
+    "type",
+    "event",
+    "timestamp",
+    "received_at",
+    "distinct_id",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "url",
+    "host",
+    "path",
+    "title",
+    "referrer",
+    "referrer_domain",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "click_id",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device_type",
+    "is_bot",
+    "locale",
+    "screen_width",
+    "screen_height",
+    "country",
+    "region",
+    "city",
+    "library",
+    "library_version",
+    "http_method",
+    "http_route",
+    "http_status",
+    "duration_ms",
+    "request_bytes",
+    "response_bytes",
+    "chain_id",
+    "wallet_address",
+    "contract_address",
+    "tx_hash",
+    "tx_value",
+    "token_symbol",
+    "tx_status",
+    "properties",
+)
+TX_SUCCESS = ("success", "confirmed", "succeeded")
+TX_FAILED = ("failed", "reverted", "dropped", "error")
+
+
+def _ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@dataclass
+class Params:
+    """Bound parameters of one compiled query; names are generated, never user-chosen."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    counter: int = 0
+
+    def bind(self, value: Any, type_: str) -> str:
+        name = f"p{self.counter}"
+        self.counter += 1
+        self.values[name] = value
+        return "{" + name + ":" + type_ + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What every statement of a project needs: tenant, zone, bots, person mapping."""
+
+    project_id: str
+    tz: str
+    include_bots: bool = False
+    has_aliases: bool = True
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Named statements sharing one parameter set."""
+
+    statements: dict[str, str]
+    params: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=lambda: dict(QUERY_SETTINGS))
+
+
+class Source:
+    """`FROM events FINAL [JOIN person mapping] WHERE tenant AND time AND bots AND filters`."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        params: Params,
+        rng: TimeRange | None,
+        filters: list[FilterItem] | None = None,
+        *,
+        persons: bool = False,
+        extra: list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        include_bots: bool | None = None,
+    ) -> None:
+        self.scope = scope
+        self.params = params
+        self.params.values.setdefault("project_id", scope.project_id)
+        self.params.values.setdefault("tz", scope.tz)
+        self.persons = persons and scope.has_aliases
+        where = ["e.project_id = {project_id:UUID}"]
+        lo = start if start is not None else (rng.start if rng else None)
+        hi = end if end is not None else (rng.end if rng else None)
+        if lo is not None:
+            where.append(f"e.timestamp >= {params.bind(_ts(lo), UTC64)}")
+        if hi is not None:
+            where.append(f"e.timestamp < {params.bind(_ts(hi), UTC64)}")
+        bots = scope.include_bots if include_bots is None else include_bots
+        if not bots:
+            where.append("e.is_bot = 0")
+        for item in filters or []:
+            where.append(compile_filter(item, params))
+        where.extend(extra or [])
+        self.where = " AND ".join(where)
+
+    @property
+    def from_(self) -> str:
+        sql = "events AS e FINAL"
+        if self.persons:
+            sql += (
+                " LEFT JOIN (SELECT distinct_id, argMax(person_id, updated_at) AS person_id"
+                " FROM person_aliases WHERE project_id = {project_id:UUID}"
+                " GROUP BY distinct_id) AS pa ON pa.distinct_id = e.distinct_id"
+            )
+        return sql
+
+    @property
+    def person(self) -> str:
+        if self.persons:
+            return "if(pa.person_id != '', pa.person_id, e.distinct_id)"
+        return "e.distinct_id"
+
+    def sql(self, select: str, tail: str = "") -> str:
+        return f"SELECT {select} FROM {self.from_} WHERE {self.where} {tail}".strip()
+
+
+# -- columns, properties and filters -------------------------------------------------------
+
+
+def _json_path(name: str, params: Params) -> str:
+    keys = name[len(PROPERTY_PREFIX) :].split(".")
+    return ", ".join(params.bind(key, "String") for key in keys)
+
+
+def value_expr(name: str, params: Params) -> str:
+    """A column or property as a String (for grouping and string comparisons)."""
+    if name in STRING_COLUMNS:
+        return f"e.{name}"
+    if name in NUMBER_COLUMNS or name in BIGINT_COLUMNS:
+        return f"toString(e.{name})"
+    return f"JSONExtractString(e.properties, {_json_path(name, params)})"
+
+
+def number_expr(name: str, params: Params) -> str:
+    """A column or property as Float64 (for numeric comparisons and aggregates)."""
+    if name in NUMBER_COLUMNS:
+        return f"toFloat64(e.{name})"
+    if name in BIGINT_COLUMNS:
+        return f"toFloat64(e.{name})"
+    if name in STRING_COLUMNS:
+        return f"toFloat64OrZero(e.{name})"
+    return f"JSONExtractFloat(e.properties, {_json_path(name, params)})"
+
+
+def _as_number(flt: Filter, value: Any) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except ValueError:
+        raise BadRequest(
+            f"filters: {flt.property!r} is numeric; {value!r} is not a number"
+        ) from None
+
+
+def _as_bigint(flt: Filter, value: Any) -> str:
+    """Exact decimal text of a non-negative integer (UInt256 values exceed floats)."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if not text.isdigit() or len(text) > 78:
+        raise BadRequest(f"filters: {flt.property!r} needs a non-negative integer, got {value!r}")
+    return text
+
+
+def compile_filter(item: FilterItem, params: Params) -> str:
+    if isinstance(item, FilterGroup):
+        joiner = " AND " if item.op == "and" else " OR "
+        return "(" + joiner.join(compile_filter(sub, params) for sub in item.filters) + ")"
+    return _compile_leaf(item, params)
+
+
+def _compile_leaf(flt: Filter, params: Params) -> str:
+    name, op, value = flt.property, flt.op, flt.value
+    is_property = name.startswith(PROPERTY_PREFIX)
+    if op in ("is_set", "is_not_set"):
+        if is_property:
+            expr = f"JSONHas(e.properties, {_json_path(name, params)})"
+        elif name in STRING_COLUMNS:
+            expr = f"e.{name} != ''"
+        else:
+            expr = f"e.{name} != 0"
+        return expr if op == "is_set" else f"NOT ({expr})"
+    if op in ("contains", "not_contains"):
+        needle = params.bind(str(value), "String")
+        expr = f"positionCaseInsensitiveUTF8({value_expr(name, params)}, {needle}) > 0"
+        return expr if op == "contains" else f"NOT ({expr})"
+    if op in ("gt", "gte", "lt", "lte"):
+        sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+        if name in BIGINT_COLUMNS:
+            bound = params.bind(_as_bigint(flt, value), "String")
+            return f"e.{name} {sym} toUInt256({bound})"
+        bound = params.bind(_as_number(flt, value), "Float64")
+        return f"{number_expr(name, params)} {sym} {bound}"
+    # eq / neq / in / not_in
+    values = value if isinstance(value, list) else [value]
+    negate = op in ("neq", "not_in")
+    if name in BIGINT_COLUMNS:
+        bound = params.bind([_as_bigint(flt, v) for v in values], "Array(String)")
+        expr = f"has(arrayMap(x -> toUInt256(x), {bound}), e.{name})"
+    elif name in NUMBER_COLUMNS:
+        bound = params.bind([_as_number(flt, v) for v in values], "Array(Float64)")
+        expr = f"has({bound}, toFloat64(e.{name}))"
+    elif is_property and all(isinstance(v, bool) for v in values):
+        bound = params.bind([int(bool(v)) for v in values], "Array(UInt8)")
+        path = _json_path(name, params)
+        expr = f"has({bound}, toUInt8(JSONExtractBool(e.properties, {path})))"
+    elif is_property and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        bound = params.bind([_as_number(flt, v) for v in values], "Array(Float64)")
+        expr = f"has({bound}, {number_expr(name, params)})"
+    else:
+        strings = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+        if len(strings) == 1:
+            expr = f"{value_expr(name, params)} = {params.bind(strings[0], 'String')}"
+        else:
+            expr = f"{value_expr(name, params)} IN {params.bind(strings, 'Array(String)')}"
+    return f"NOT ({expr})" if negate else expr
+
+
+def event_condition(event: str | None, filters: list[FilterItem], params: Params) -> str:
+    parts = []
+    if event is not None:
+        parts.append(f"e.event = {params.bind(event, 'String')}")
+    parts.extend(compile_filter(item, params) for item in filters)
+    return "(" + " AND ".join(parts) + ")" if parts else "1"
+
+
+# -- buckets ---------------------------------------------------------------------------------
+
+
+def bucket_expr(interval: Interval, column: str = "e.timestamp") -> str:
+    """The bucket label as a String in the project's zone; matches `TimeRange.buckets()`."""
+    fn = {
+        "minute": f"toStartOfMinute({column}, {{tz:String}})",
+        "hour": f"toStartOfHour({column}, {{tz:String}})",
+        "day": f"toDate({column}, {{tz:String}})",
+        "week": f"toMonday({column}, {{tz:String}})",
+        "month": f"toStartOfMonth({column}, {{tz:String}})",
+    }[interval]
+    return f"toString({fn})"
+
+
+# -- trends (also: time series, breakdown, summary) ------------------------------------------
+
+
+def _measure(series: Series, cond: str, person: str, params: Params) -> str:
+    m = series.measure
+    if m == "total":
+        return f"countIf({cond})"
+    if m == "unique_persons":
+        return f"uniqExactIf({person}, {cond})"
+    if m == "sessions":
+        return f"uniqExactIf(e.session_id, {cond} AND e.session_id != '')"
+    assert series.property is not None
+    prop = series.property
+    if prop in BIGINT_COLUMNS:
+        if m == "sum":
+            return f"toString(sumIf(e.{prop}, {cond}))"
+        if m in ("min", "max"):
+            return f"if(countIf({cond}) = 0, '', toString({m}If(e.{prop}, {cond})))"
+    num = number_expr(prop, params)
+    if m in ("sum", "avg", "min", "max"):
+        return f"{m}If({num}, {cond})"
+    level = {"median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}[m]
+    return f"quantileExactInclusiveIf({level})({num}, {cond})"
+
+
+def _breakdown_key(breakdown: Breakdown | None, src: Source, params: Params, rank_cond: str) -> str:
+    """`if(value IN (top N by count), value, '$other')`, or '' without a breakdown."""
+    if breakdown is None:
+        return "''"
+    value = value_expr(breakdown.property, params)
+    limit = params.bind(breakdown.limit, "UInt32")
+    top = src.sql(
+        f"{value} AS v",
+        f"AND {rank_cond} GROUP BY v ORDER BY count() DESC, v LIMIT {limit}",
+    )
+    return f"if({value} IN ({top}), {value}, '{OTHER}')"
+
+
+def compile_trends(
+    *,
+    scope: Scope,
+    rng: TimeRange,
+    series: list[Series],
+    filters: list[FilterItem],
+    breakdown: Breakdown | None,
+    bucketed: bool,
+) -> Compiled:
+    params = Params()
+    needs_persons = any(s.measure == "unique_persons" for s in series)
+    src = Source(scope, params, rng, filters, persons=needs_persons)
+    conds = [event_condition(s.event, s.filters, params) for s in series]
+    measures = [
+        f"{_measure(s, c, src.person, params)} AS m{i}"
+        for i, (s, c) in enumerate(zip(series, conds, strict=True))
+    ]
+    key = _breakdown_key(breakdown, src, params, conds[0])
+    any_cond = " OR ".join(conds) if "1" not in conds else "1"
+    bucket = bucket_expr(rng.interval) if bucketed else "''"
+    sql = src.sql(
+        f"{bucket} AS bucket, {key} AS breakdown, {', '.join(measures)}",
+        f"AND ({any_cond}) GROUP BY GROUPING SETS ((breakdown, bucket), (breakdown))",
+    )
+    return Compiled({"trends": sql}, params.values)
+
+
+SUMMARY_DIMENSIONS = {
+    "events": "e.event",
+    "browsers": "e.browser",
+    "os": "e.os",
+    "device_types": "e.device_type",
+    "countries": "e.country",
+    "pages": "if(e.event = '$pageview', e.path, '')",
+    "referrers": "e.referrer_domain",
+    "utm_sources": "e.utm_source",
+}
+
+
+def compile_summary(*, scope: Scope, rng: TimeRange, filters: list[FilterItem]) -> Compiled:
+    """Totals and the top values of the common dimensions, in one scan."""
+    params = Params()
+    src = Source(scope, params, rng, filters, persons=True)
+    dims = list(SUMMARY_DIMENSIONS.values())
+    cols = ", ".join(f"{expr} AS d{i}" for i, expr in enumerate(dims))
+    sets = ", ".join(["()"] + [f"(d{i})" for i in range(len(dims))])
+    grouping = f"grouping({', '.join(f'd{i}' for i in range(len(dims)))})"
+    sql = src.sql(
+        f"{grouping} AS g, {cols}, count() AS events, uniq({src.person}) AS persons, "
+        f"uniqExact({src.person}) AS exact_persons",
+        f"GROUP BY GROUPING SETS ({sets})",
+    )
+    return Compiled({"summary": sql}, params.values)
+
+
+def compile_realtime(*, scope: Scope, since: datetime) -> Compiled:
+    params = Params()
+    src = Source(scope, params, None, [], persons=True, start=since)
+    totals = src.sql(
+        f"uniqExact({src.person}) AS visitors, count() AS events, "
+        "countIf(e.event = '$pageview') AS pageviews"
+    )
+    pages = src.sql(
+        f"e.path AS path, count() AS views, uniqExact({src.person}) AS visitors",
+        "AND e.event = '$pageview' GROUP BY path ORDER BY views DESC, path LIMIT 10",
+    )
+    minutes = src.sql(
+        f"{bucket_expr('minute')} AS bucket, count() AS events, "
+        f"uniqExact({src.person}) AS visitors",
+        "GROUP BY bucket ORDER BY bucket",
+    )
+    return Compiled({"totals": totals, "pages": pages, "minutes": minutes}, params.values)
+
+
+# -- funnel ----------------------------------------------------------------------------------
+
+
+def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compiled:
+    params = Params()
+    conds = [event_condition(step.event, step.filters, params) for step in query.steps]
+    n = len(conds)
+    window_ms = query.window_seconds * 1000
+    window = params.bind(window_ms, "UInt64")
+    extra = [] if query.order == "strict" else ["(" + " OR ".join(conds) + ")"]
+    src = Source(scope, params, rng, query.filters, persons=True, extra=extra)
+    ts = "toUInt64(toUnixTimestamp64Milli(e.timestamp))"
+    mask = " + ".join(f"bitShiftLeft(toUInt64({c}), {i})" for i, c in enumerate(conds))
+    if query.order == "any":
+        # For each step event as a window start: which steps occur in [t, t + window]?
+        # The person's level is the longest run of steps 1..k all present in one window.
+        level = (
+            "arrayMax(arrayMap(m -> bitCount(bitAnd(bitNot(m), m + 1) - 1), "
+            "arrayMap(x -> arrayFold((acc, y) -> bitOr(acc, if(y.1 >= x.1 AND y.1 <= x.1 + "
+            f"{window}, y.2, toUInt64(0))), evs, toUInt64(0)), evs)))"
+        )
+        funnel = "0"
+    else:
+        mode = ", 'strict_order'" if query.order == "strict" else ""
+        funnel = f"windowFunnel({window}{mode})({ts}, {', '.join(conds)})"
+        level = "funnel_level"
+    if query.breakdown is not None:
+        value = value_expr(query.breakdown.property, params)
+        key = f"argMinIf({value}, e.timestamp, {conds[0]})"
+    else:
+        key = "''"
+    inner = src.sql(
+        f"{src.person} AS person, {funnel} AS funnel_level, {key} AS breakdown, "
+        f"arraySort(groupArrayIf(({ts}, toUInt64({mask})), ({mask}) > 0)) AS evs",
+        "GROUP BY person",
+    )
+    # Time to convert: the greedy chain from the person's first step-1 event (the earliest
+    # later event of each next step), counted only where that chain fits the window.
+    chain = ["arrayFirstIndex(y -> bitTest(y.2, 0), evs) AS i1"]
+    for k in range(2, n + 1):
+        chain.append(
+            f"if(i{k - 1} = 0, 0, arrayFirstIndex((y, j) -> j > i{k - 1} AND "
+            f"bitTest(y.2, {k - 1}), evs, arrayEnumerate(evs))) AS i{k}"
+        )
+    steps = [f"countIf(level >= {k}) AS s{k}" for k in range(1, n + 1)]
+    times = []
+    for k in range(2, n + 1):
+        ok = f"level >= {k} AND i{k} > 0 AND evs[i{k}].1 - evs[i1].1 <= {window}"
+        times.append(
+            f"quantileExactInclusiveIf(0.5)(toFloat64(evs[i{k}].1 - evs[i{k - 1}].1) / 1000, "
+            f"{ok}) AS t{k}"
+        )
+    per_person = f"SELECT breakdown, {level} AS level, evs, {', '.join(chain)} FROM ({inner})"
+    outer = (
+        f"SELECT grouping(breakdown) AS g, breakdown, {', '.join(steps + times)} "
+        f"FROM ({per_person}) "
+        "WHERE level >= 1 GROUP BY GROUPING SETS ((breakdown), ()) "
+        "ORDER BY s1 DESC, breakdown"
+    )
+    return Compiled({"funnel": outer}, params.values)
+
+
+# -- retention -------------------------------------------------------------------------------
+
+_PERIOD_START = {
+    "day": "toDate({x}, {{tz:String}})",
+    "week": "toMonday({x}, {{tz:String}})",
+    "month": "toStartOfMonth({x}, {{tz:String}})",
+}
+
+
+def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) -> Compiled:
+    params = Params()
+    start_cond = event_condition(query.start_event, [], params)
+    return_cond = event_condition(query.return_event, [], params)
+    unit = query.interval
+    first_src = Source(scope, params, None, query.filters, persons=True, end=rng.end)
+    act_src = Source(scope, params, rng, query.filters, persons=True, extra=[return_cond])
+    lo = params.bind(_ts(rng.start), UTC64)
+    firsts = first_src.sql(
+        f"{first_src.person} AS person, min(e.timestamp) AS first_ts",
+        f"AND {start_cond} GROUP BY person HAVING first_ts >= {lo}",
+    )
+    acts = act_src.sql(
+        f"DISTINCT {act_src.person} AS person, toDate(e.timestamp, {{tz:String}}) AS day"
+    )
+    cohort = _PERIOD_START[unit].format(x="f.first_ts")
+    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].format(x='a.day')})"
+    last_day = params.bind(
+        (rng.end - timedelta(milliseconds=1)).astimezone(rng.zone).date().isoformat(), "Date"
+    )
+    matrix = (
+        f"SELECT toString({cohort}) AS cohort, {period} AS period, uniqExact(f.person) AS persons "
+        f"FROM ({firsts}) AS f INNER JOIN ({acts}) AS a ON a.person = f.person "
+        f"WHERE a.day >= toDate(f.first_ts, {{tz:String}}) AND {period} BETWEEN 1 AND "
+        f"{int(query.periods)} GROUP BY cohort, period ORDER BY cohort, period"
+    )
+    sizes = (
+        f"SELECT toString({cohort}) AS cohort, count() AS persons FROM ({firsts}) AS f "
+        "GROUP BY cohort ORDER BY cohort"
+    )
+    day_diff = "dateDiff('day', toDate(f.first_ts, {tz:String}), a.day)"
+    rates = (
+        f"SELECT n, uniqExactIf(f.person, {day_diff} = n) AS returned FROM ({firsts}) AS f "
+        f"INNER JOIN ({acts}) AS a ON a.person = f.person "
+        "ARRAY JOIN [1, 7, 30] AS n GROUP BY n ORDER BY n"
+    )
+    eligible = (
+        "SELECT n, countIf(toDate(f.first_ts, {tz:String}) + n <= "
+        f"{last_day}) AS eligible FROM ({firsts}) AS f ARRAY JOIN [1, 7, 30] AS n "
+        "GROUP BY n ORDER BY n"
+    )
+    return Compiled(
+        {"matrix": matrix, "sizes": sizes, "rates": rates, "eligible": eligible}, params.values
+    )
+
+
+# -- active users ----------------------------------------------------------------------------
+
+
+def compile_active_users(*, scope: Scope, rng: TimeRange, lookback_start: datetime) -> Compiled:
+    """DAU plus coverage deltas for 7- and 30-day windows (summed into WAU/MAU in Python).
+
+    A person active on day a counts for WAU on days a..a+6. Per person, consecutive
+    coverage intervals are merged, so each contributes +1 where coverage starts and -1
+    where it ends; a running sum over days then gives the exact WAU/MAU.
+    """
+    params = Params()
+    src = Source(scope, params, rng, [], persons=True, start=lookback_start)
+    days = src.sql(
+        f"{src.person} AS person, arraySort(groupUniqArray(toDate(e.timestamp, {{tz:String}}))) "
+        "AS days",
+        "GROUP BY person",
+    )
+
+    def deltas(kind: str, width: int) -> str:
+        starts = (
+            f"arrayMap(x -> ('{kind}', x, 1), arrayFilter((x, i) -> i = 1 OR "
+            f"toInt32(x) - toInt32(days[i - 1]) > {width}, days, arrayEnumerate(days)))"
+        )
+        ends = (
+            f"arrayMap(x -> ('{kind}', x + {width}, -1), arrayFilter((x, i) -> i = length(days) "
+            f"OR toInt32(days[i + 1]) - toInt32(x) > {width}, days, arrayEnumerate(days)))"
+        )
+        return f"{starts}, {ends}"
+
+    points = f"arrayConcat(arrayMap(x -> ('d', x, 1), days), {deltas('w', 7)}, {deltas('m', 30)})"
+    sql = (
+        f"SELECT p.1 AS kind, toString(p.2) AS day, sum(p.3) AS delta FROM ({days}) "
+        f"ARRAY JOIN {points} AS p GROUP BY kind, day ORDER BY day, kind"
+    )
+    return Compiled({"active": sql}, params.values)
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+
+def compile_paths(*, scope: Scope, rng: TimeRange, query: PathsQuery) -> Compiled:
+    params = Params()
+    src = Source(scope, params, rng, query.filters, persons=True)
+    target = params.bind(query.event, "String")
+    depth = int(query.depth)
+    per_person = src.sql(
+        f"{src.person} AS person, arrayMap(x -> x.2, arraySort(x -> x.1, "
+        "groupArray((e.timestamp, toString(e.event))))) AS evs",
+        "GROUP BY person",
+    )
+    if query.direction == "next":
+        seq = f"arraySlice(evs, i + 1, {depth})"
+    else:
+        seq = (
+            f"arrayReverse(arraySlice(evs, greatest(1, i - {depth}), i - greatest(1, i - {depth})))"
+        )
+    occurrences = (
+        f"SELECT {seq} AS seq FROM ({per_person}) "
+        f"ARRAY JOIN arrayFilter(i -> evs[i] = {target}, arrayEnumerate(evs)) AS i"
+    )
+    limit = params.bind(query.limit, "UInt32")
+    paths = (
+        f"SELECT seq, count() AS n FROM ({occurrences}) WHERE length(seq) > 0 "
+        f"GROUP BY seq ORDER BY n DESC, seq LIMIT {limit}"
+    )
+    steps = (
+        f"SELECT step, name, n FROM (SELECT step, name, count() AS n FROM ({occurrences}) "
+        "ARRAY JOIN seq AS name, arrayEnumerate(seq) AS step GROUP BY step, name) "
+        f"ORDER BY step, n DESC, name LIMIT {limit} BY step"
+    )
+    total = f"SELECT count() AS n FROM ({occurrences})"
+    return Compiled({"paths": paths, "steps": steps, "total": total}, params.values)
+
+
+# -- one person ------------------------------------------------------------------------------
+
+
+def compile_person_ids(*, scope: Scope, distinct_id: str) -> Compiled:
+    """The canonical person of a distinct id and every distinct id mapped to it."""
+    params = Params({"project_id": scope.project_id})
+    did = params.bind(distinct_id, "String")
+    person = (
+        "SELECT if(count() = 0, "
+        f"{did}, argMax(person_id, updated_at)) FROM person_aliases "
+        f"WHERE project_id = {{project_id:UUID}} AND distinct_id = {did}"
+    )
+    ids = (
+        "SELECT distinct_id FROM person_aliases WHERE project_id = {project_id:UUID} "
+        f"GROUP BY distinct_id HAVING argMax(person_id, updated_at) = ({person}) "
+        "ORDER BY distinct_id LIMIT 1000"
+    )
+    return Compiled({"person": person, "ids": ids}, params.values)
+
+
+def compile_person(*, scope: Scope, distinct_ids: list[str], limit: int) -> Compiled:
+    params = Params()
+    ids = params.bind(distinct_ids, "Array(String)")
+    src = Source(scope, params, None, [], include_bots=True, extra=[f"e.distinct_id IN {ids}"])
+    profile = src.sql(
+        "min(e.timestamp) AS first_seen, max(e.timestamp) AS last_seen, count() AS total_events, "
+        "uniqExact(e.session_id) AS sessions"
+    )
+    traits = src.sql(
+        "e.properties AS properties",
+        "AND e.event = '$identify' ORDER BY e.timestamp ASC LIMIT 500",
+    )
+    recent = src.sql(
+        _event_columns(),
+        f"ORDER BY e.timestamp DESC, e.event_id DESC LIMIT {params.bind(limit, 'UInt32')}",
+    )
+    return Compiled({"profile": profile, "traits": traits, "recent": recent}, params.values)
+
+
+# -- activity feed ---------------------------------------------------------------------------
+
+
+def _event_columns() -> str:
+    cols = []
+    for name in EVENT_COLUMNS:
+        if name == "tx_value":
+            cols.append("toString(e.tx_value) AS tx_value")
+        elif name == "timestamp" or name == "received_at":
+            cols.append(f"e.{name} AS {name}")
+        else:
+            cols.append(f"e.{name} AS {name}")
+    return ", ".join(cols)
+
+
+def compile_events(
+    *,
+    scope: Scope,
+    rng: TimeRange,
+    query: EventsQuery,
+    cursor: tuple[datetime, str] | None,
+) -> Compiled:
+    params = Params()
+    extra = []
+    if query.event is not None:
+        extra.append(f"e.event = {params.bind(query.event, 'String')}")
+    if query.distinct_id is not None:
+        extra.append(f"e.distinct_id = {params.bind(query.distinct_id, 'String')}")
+    if cursor is not None:
+        ts = params.bind(_ts(cursor[0]), UTC64)
+        eid = params.bind(cursor[1], "UUID")
+        extra.append(f"(e.timestamp, e.event_id) < ({ts}, {eid})")
+    src = Source(scope, params, rng, query.filters, extra=extra)
+    limit = params.bind(query.limit + 1, "UInt32")
+    sql = src.sql(_event_columns(), f"ORDER BY e.timestamp DESC, e.event_id DESC LIMIT {limit}")
+    return Compiled({"events": sql}, params.values)
+
+
+def compile_event_by_id(*, scope: Scope, event_id: str) -> Compiled:
+    params = Params()
+    eid = params.bind(event_id, "UUID")
+    src = Source(scope, params, None, [], include_bots=True, extra=[f"e.event_id = {eid}"])
+    return Compiled({"event": src.sql(_event_columns(), "LIMIT 1")}, params.values)
+
+
+def compile_live(*, scope: Scope, after: datetime, limit: int) -> Compiled:
+    """Events received after a point in time (for the live stream); no dedup needed."""
+    params = Params({"project_id": scope.project_id})
+    after_p = params.bind(_ts(after), UTC64)
+    sql = (
+        f"SELECT {_event_columns()} FROM events AS e WHERE e.project_id = {{project_id:UUID}} "
+        f"AND toDate(e.timestamp) >= toDate({after_p}) - 2 AND e.received_at > {after_p} "
+        f"ORDER BY e.received_at ASC LIMIT {params.bind(limit, 'UInt32')}"
+    )
+    return Compiled({"live": sql}, params.values, settings={})
+
+
+def compile_first_event(*, scope: Scope) -> Compiled:
+    params = Params({"project_id": scope.project_id})
+    sql = "SELECT min(timestamp), count() FROM events WHERE project_id = {project_id:UUID}"
+    return Compiled({"first": sql}, params.values, settings={})
+
+
+def compile_has_aliases(*, project_id: str) -> Compiled:
+    params = Params({"project_id": project_id})
+    sql = "SELECT count() > 0 FROM person_aliases WHERE project_id = {project_id:UUID} LIMIT 1"
+    return Compiled({"has": sql}, params.values, settings={})
+
+
+# -- API metrics -----------------------------------------------------------------------------
+
+API_METRICS = (
+    "count() AS request_count, countIf(e.http_status >= 400) AS error_count, "
+    "countIf(e.http_status >= 500) AS server_error_count, avg(e.duration_ms) AS avg, "
+    "quantilesExactInclusive(0.5, 0.95, 0.99)(e.duration_ms) AS q, max(e.duration_ms) AS max"
+)
+API_SORT = {
+    "count": "request_count DESC",
+    "error_rate": "error_count / request_count DESC, request_count DESC",
+    "server_error_rate": "server_error_count / request_count DESC, request_count DESC",
+    "avg": "avg DESC",
+    "p50": "q[1] DESC",
+    "p95": "q[2] DESC",
+    "p99": "q[3] DESC",
+    "max": "max DESC",
+    "route": "route ASC, method ASC",
+}
+
+
+def compile_api_metrics(*, scope: Scope, rng: TimeRange, query: ApiMetricsQuery) -> Compiled:
+    params = Params()
+    src = Source(
+        scope,
+        params,
+        rng,
+        query.filters,
+        extra=["(e.type = 'api' OR e.event = '$api_request')"],
+    )
+    summary = src.sql(API_METRICS)
+    endpoints = src.sql(
+        f"e.http_method AS method, e.http_route AS route, {API_METRICS}",
+        f"GROUP BY method, route ORDER BY {API_SORT[query.sort]} "
+        f"LIMIT {params.bind(query.limit, 'UInt32')}",
+    )
+    series = src.sql(
+        f"{bucket_expr(rng.interval)} AS bucket, {API_METRICS}", "GROUP BY bucket ORDER BY bucket"
+    )
+    return Compiled({"summary": summary, "endpoints": endpoints, "series": series}, params.values)
+
+
+# -- Web3 ------------------------------------------------------------------------------------
+
+
+def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
+    params = Params()
+    extra = ["(e.type = 'web3' OR e.tx_hash != '' OR e.wallet_address != '')"]
+    if query.wallet is not None:
+        extra.append(f"lower(e.wallet_address) = lower({params.bind(query.wallet, 'String')})")
+    src = Source(scope, params, rng, query.filters, persons=True, extra=extra)
+    ok = params.bind(list(TX_SUCCESS), "Array(String)")
+    bad = params.bind(list(TX_FAILED), "Array(String)")
+    tx = "e.tx_hash != ''"
+    limit = params.bind(query.limit, "UInt32")
+    summary = src.sql(
+        f"countIf({tx}) AS tx_count, countIf({tx} AND has({ok}, lower(e.tx_status))) AS "
+        f"success_count, countIf({tx} AND has({bad}, lower(e.tx_status))) AS failed_count, "
+        "uniqExactIf(lower(e.wallet_address), e.wallet_address != '') AS unique_wallets, "
+        f"uniqExactIf({src.person}, e.wallet_address != '') AS unique_persons"
+    )
+    volume = src.sql(
+        "e.chain_id AS chain_id, e.token_symbol AS token, count() AS tx_count, "
+        "toString(sum(e.tx_value)) AS volume",
+        f"AND {tx} GROUP BY chain_id, token ORDER BY sum(e.tx_value) DESC, chain_id, token",
+    )
+    contracts = src.sql(
+        "lower(e.contract_address) AS contract, count() AS tx_count, "
+        "uniqExact(lower(e.wallet_address)) AS wallets, toString(sum(e.tx_value)) AS volume",
+        f"AND {tx} AND e.contract_address != '' GROUP BY contract "
+        f"ORDER BY tx_count DESC, contract LIMIT {limit}",
+    )
+    wallets = src.sql(
+        f"lower(e.wallet_address) AS wallet, groupUniqArray(10)({src.person}) AS persons, "
+        f"count() AS events, countIf({tx}) AS tx_count, min(e.timestamp) AS first_seen, "
+        "max(e.timestamp) AS last_seen",
+        f"AND e.wallet_address != '' GROUP BY wallet ORDER BY events DESC, wallet LIMIT {limit}",
+    )
+    series = src.sql(
+        f"{bucket_expr(rng.interval)} AS bucket, countIf({tx}) AS tx_count, "
+        f"countIf({tx} AND has({ok}, lower(e.tx_status))) AS success_count, "
+        "uniqExactIf(lower(e.wallet_address), e.wallet_address != '') AS unique_wallets",
+        "GROUP BY bucket ORDER BY bucket",
+    )
+    return Compiled(
+        {
+            "summary": summary,
+            "volume": volume,
+            "contracts": contracts,
+            "wallets": wallets,
+            "series": series,
+        },
+        params.values,
+    )

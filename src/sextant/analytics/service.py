@@ -1,0 +1,876 @@
+"""Run compiled queries, shape their results, and cache them per (project, query)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from sextant.analytics import queries as q
+from sextant.analytics.schemas import (
+    BIGINT_COLUMNS,
+    ActiveUsersQuery,
+    ApiMetricsQuery,
+    BreakdownStatsQuery,
+    EventsQuery,
+    FunnelQuery,
+    Interval,
+    PathsQuery,
+    PersonQuery,
+    RealtimeQuery,
+    RetentionQuery,
+    Series,
+    SummaryQuery,
+    TrendsQuery,
+    Web3Query,
+)
+from sextant.analytics.timerange import TimeRange, resolve, zone
+from sextant.core.cache import Cache
+from sextant.core.errors import BadRequest, NotFound
+from sextant.core.eventstore import EventStore, EventStoreError, QueryTooExpensive
+from sextant.projects.context import ProjectContext
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _num(value: Any) -> Any:
+    """JSON-safe numbers: NaN/inf become null, big integers become decimal strings."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)
+    return value
+
+
+def _to_number(value: Any) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "":
+            return None
+        return int(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    return None
+
+
+def change(current: Any, previous: Any) -> dict[str, Any]:
+    """A value with the previous one and the change in percent (no division by zero)."""
+    cur, prev = _to_number(current), _to_number(previous)
+    result: dict[str, Any] = {"value": current, "previous": previous, "change_pct": None}
+    if cur is None or prev is None:
+        result["change"] = "unknown"
+    elif prev == 0:
+        result["change"] = "none" if cur == 0 else "new"
+    else:
+        pct = (cur - prev) * 100.0 / abs(prev)
+        result["change_pct"] = round(pct, 2)
+        result["change"] = "up" if pct > 0 else ("down" if pct < 0 else "flat")
+    return result
+
+
+def _iso(moment: Any, tz: str | None = None) -> Any:
+    if not isinstance(moment, datetime):
+        return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if tz is not None:
+        moment = moment.astimezone(zone(tz))
+    return moment.isoformat(timespec="milliseconds")
+
+
+def event_row(row: dict[str, Any], tz: str) -> dict[str, Any]:
+    """One stored event as JSON: ISO times in the project's zone, parsed properties."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in ("timestamp", "received_at"):
+            out[key] = _iso(value, tz)
+        elif key == "properties":
+            try:
+                out[key] = orjson.loads(value) if value else {}
+            except orjson.JSONDecodeError:
+                out[key] = value
+        elif isinstance(value, uuid.UUID):
+            out[key] = str(value)
+        else:
+            out[key] = _num(value)
+    return out
+
+
+def encode_cursor(timestamp: datetime, event_id: str) -> str:
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=UTC)
+    millis = int(timestamp.timestamp() * 1000)
+    raw = f"{millis}|{event_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        millis, event_id = raw.split("|", 1)
+        moment = datetime.fromtimestamp(int(millis) / 1000, UTC)
+        return moment, str(uuid.UUID(event_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor: not a cursor returned by this endpoint") from None
+
+
+class AnalyticsService:
+    """The query side: compile, execute in a worker thread, shape, cache."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        cache: Cache,
+        ttl_seconds: float,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    # -- entry points ------------------------------------------------------------------------
+
+    @staticmethod
+    def cache_key(ctx: ProjectContext, query: BaseModel) -> str:
+        body = orjson.dumps(
+            {"tz": ctx.timezone, "q": query.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS
+        )
+        digest = hashlib.sha256(body).hexdigest()
+        return f"q:{ctx.project_id}:{digest}"
+
+    async def run(
+        self, ctx: ProjectContext, query: BaseModel, *, fresh: bool = False
+    ) -> dict[str, Any]:
+        """Answer a query from the cache when allowed, else from the store."""
+        key = self.cache_key(ctx, query)
+        if not fresh and self.ttl_seconds > 0:
+            hit = await run_in_threadpool(self.cache.get, key)
+            if hit is not None:
+                result: dict[str, Any] = orjson.loads(hit)
+                result["cached"] = True
+                return result
+        result = await run_in_threadpool(self.execute, ctx, query)
+        if self.ttl_seconds > 0:
+            payload = orjson.dumps(result, default=str)
+            await run_in_threadpool(self.cache.set, key, payload, self.ttl_seconds)
+        return result
+
+    def execute(self, ctx: ProjectContext, query: BaseModel) -> dict[str, Any]:
+        """Compile and run one query now (no cache)."""
+        zone(ctx.timezone)
+        handlers: dict[type[BaseModel], Callable[[ProjectContext, Any], dict[str, Any]]] = {
+            TrendsQuery: self._trends,
+            FunnelQuery: self._funnel,
+            RetentionQuery: self._retention,
+            ActiveUsersQuery: self._active_users,
+            PathsQuery: self._paths,
+            PersonQuery: self._person,
+            EventsQuery: self._events,
+            ApiMetricsQuery: self._api_metrics,
+            Web3Query: self._web3,
+            SummaryQuery: self._summary,
+            BreakdownStatsQuery: self._breakdown,
+            RealtimeQuery: self._realtime,
+        }
+        handler = handlers.get(type(query))
+        if handler is None:
+            raise BadRequest(f"kind: unsupported query kind {getattr(query, 'kind', '?')!r}")
+        body = handler(ctx, query)
+        body["cached"] = False
+        body["generated_at"] = _iso(self.clock(), ctx.timezone)
+        body.setdefault("kind", getattr(query, "kind", ""))
+        return body
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _run(self, compiled: q.Compiled, name: str) -> list[dict[str, Any]]:
+        try:
+            result = self.store.query(
+                compiled.statements[name], compiled.params, settings=compiled.settings
+            )
+        except QueryTooExpensive as exc:
+            raise BadRequest(
+                f"query too expensive: {exc}; narrow the date range or add filters",
+                code="query_too_expensive",
+            ) from exc
+        except EventStoreError as exc:
+            raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
+        return result.dicts()
+
+    def _scope(self, ctx: ProjectContext, include_bots: bool = False) -> q.Scope:
+        # Skipping the person join when a project has no aliases changes no answer.
+        compiled = q.compile_has_aliases(project_id=ctx.project_id)
+        has = bool(self._scalar_of(compiled, "has"))
+        return q.Scope(ctx.project_id, ctx.timezone, include_bots, has)
+
+    def _range(
+        self,
+        ctx: ProjectContext,
+        query: Any,
+        interval: Interval | None = None,
+        default_from: str = "-7d",
+    ) -> TimeRange:
+        first: datetime | None = None
+        if (query.date_from or "").strip() == "all":
+            row = self._run(
+                q.compile_first_event(scope=q.Scope(ctx.project_id, ctx.timezone)), "first"
+            )
+            values = list(row[0].values()) if row else [None, 0]
+            if values[1] and isinstance(values[0], datetime):
+                first = values[0]
+                if first.tzinfo is None:
+                    first = first.replace(tzinfo=UTC)
+        return resolve(
+            date_from=query.date_from,
+            date_to=query.date_to,
+            tz_name=ctx.timezone,
+            interval=interval,
+            now=self.clock(),
+            first_event=first,
+            default_from=default_from,
+        )
+
+    @staticmethod
+    def _range_body(rng: TimeRange) -> dict[str, Any]:
+        return {
+            "date_from": rng.iso(rng.start),
+            "date_to": rng.iso(rng.end),
+            "interval": rng.interval,
+            "timezone": rng.tz,
+        }
+
+    # -- trends ------------------------------------------------------------------------------
+
+    def _trends_rows(
+        self,
+        scope: q.Scope,
+        rng: TimeRange,
+        query: TrendsQuery,
+        *,
+        bucketed: bool = True,
+    ) -> list[dict[str, Any]]:
+        compiled = q.compile_trends(
+            scope=scope,
+            rng=rng,
+            series=query.series,
+            filters=query.filters,
+            breakdown=query.breakdown,
+            bucketed=bucketed,
+        )
+        return self._run(compiled, "trends")
+
+    @staticmethod
+    def _empty(series: Series) -> Any:
+        if series.measure in ("total", "unique_persons", "sessions"):
+            return 0
+        if series.measure == "sum":
+            return "0" if series.property in BIGINT_COLUMNS else 0
+        return None
+
+    def _shape_series(
+        self, rows: list[dict[str, Any]], rng: TimeRange, series: list[Series]
+    ) -> list[dict[str, Any]]:
+        labels = rng.buckets()
+        by_group: dict[str, dict[str, dict[str, Any]]] = {}
+        totals: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            group = row["breakdown"]
+            if row["bucket"] == "":
+                totals[group] = row
+            else:
+                by_group.setdefault(group, {})[row["bucket"]] = row
+        groups = sorted(
+            totals,
+            key=lambda g: (g == q.OTHER, -(_to_number(totals[g].get("m0")) or 0), g),
+        )
+        shaped = []
+        for i, s in enumerate(series):
+            col = f"m{i}"
+            empty = self._empty(s)
+
+            def points(group: str, col: str = col, empty: Any = empty) -> list[dict[str, Any]]:
+                cells = by_group.get(group, {})
+                return [
+                    {
+                        "bucket": rng.label_iso(label),
+                        "value": _num(cells[label][col]) if label in cells else empty,
+                    }
+                    for label in labels
+                ]
+
+            item: dict[str, Any] = {
+                "label": s.display_name(),
+                "event": s.event,
+                "measure": s.measure,
+                "property": s.property,
+            }
+            if groups == [""] or not groups:
+                total_row = totals.get("")
+                item["total"] = _num(total_row[col]) if total_row else empty
+                item["data"] = points("")
+            else:
+                item["breakdown"] = [
+                    {
+                        "value": g,
+                        "total": _num(totals[g][col]),
+                        "data": points(g),
+                    }
+                    for g in groups
+                ]
+                item["total"] = None
+            shaped.append(item)
+        return shaped
+
+    def _trends(self, ctx: ProjectContext, query: TrendsQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, query.interval)
+        series = self._shape_series(self._trends_rows(scope, rng, query), rng, query.series)
+        if query.breakdown is not None:
+            # Totals of every series over the whole range, across groups.
+            plain = query.model_copy(update={"breakdown": None})
+            overall = self._shape_series(
+                self._trends_rows(scope, rng, plain, bucketed=False), rng, query.series
+            )
+            for item, whole in zip(series, overall, strict=True):
+                item["total"] = whole["total"]
+        body: dict[str, Any] = {"kind": "trends", **self._range_body(rng), "series": series}
+        if query.compare:
+            prev = rng.previous()
+            prev_series = self._shape_series(
+                self._trends_rows(scope, prev, query.model_copy(update={"breakdown": None})),
+                prev,
+                query.series,
+            )
+            body["previous"] = {"date_from": prev.iso(prev.start), "date_to": prev.iso(prev.end)}
+            for item, before in zip(series, prev_series, strict=True):
+                item["compare"] = change(item["total"], before["total"])
+                if "data" in item:
+                    for point, old in zip(item["data"], before["data"], strict=False):
+                        point["previous"] = old["value"]
+                        point["previous_bucket"] = old["bucket"]
+                        point["change_pct"] = change(point["value"], old["value"])["change_pct"]
+        return body
+
+    # -- summary and breakdown -----------------------------------------------------------------
+
+    def _summary_rows(self, scope: q.Scope, rng: TimeRange, query: SummaryQuery) -> dict[str, Any]:
+        compiled = q.compile_summary(scope=scope, rng=rng, filters=query.filters)
+        rows = self._run(compiled, "summary")
+        names = list(q.SUMMARY_DIMENSIONS)
+        n = len(names)
+        out: dict[str, Any] = {"total_events": 0, "unique_users": 0, "dims": {k: {} for k in names}}
+        for row in rows:
+            g = int(row["g"])
+            if g == (1 << n) - 1:
+                out["total_events"] = int(row["events"])
+                out["unique_users"] = int(row["exact_persons"])
+                continue
+            # grouping() sets a bit for every argument NOT in the current grouping set.
+            for i in range(n):
+                if not g & (1 << (n - 1 - i)):
+                    value = row[f"d{i}"]
+                    if value != "" or names[i] not in ("pages",):
+                        out["dims"][names[i]][value] = (int(row["events"]), int(row["persons"]))
+                    break
+        return out
+
+    def _summary(self, ctx: ProjectContext, query: SummaryQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, "day")
+        cur = self._summary_rows(scope, rng, query)
+        prev_rng = rng.previous()
+        prev = self._summary_rows(scope, prev_rng, query)
+        body: dict[str, Any] = {
+            "kind": "summary",
+            **self._range_body(rng),
+            "previous": {
+                "date_from": prev_rng.iso(prev_rng.start),
+                "date_to": prev_rng.iso(prev_rng.end),
+            },
+            "total_events": cur["total_events"],
+            "unique_users": cur["unique_users"],
+            "comparison": {
+                "total_events": change(cur["total_events"], prev["total_events"]),
+                "unique_users": change(cur["unique_users"], prev["unique_users"]),
+            },
+        }
+        for name in q.SUMMARY_DIMENSIONS:
+            values = cur["dims"][name]
+            before = prev["dims"][name]
+            top = sorted(values.items(), key=lambda kv: (-kv[1][0], kv[0]))[: query.limit]
+            body[name] = [
+                {
+                    "value": value,
+                    "events": events,
+                    "unique_users": persons,
+                    "previous_events": before.get(value, (0, 0))[0],
+                    "previous_unique_users": before.get(value, (0, 0))[1],
+                    "change_pct": change(events, before.get(value, (0, 0))[0])["change_pct"],
+                }
+                for value, (events, persons) in top
+            ]
+        body["top_pages"] = body["pages"]
+        return body
+
+    def _breakdown(self, ctx: ProjectContext, query: BreakdownStatsQuery) -> dict[str, Any]:
+        trends = TrendsQuery(
+            kind="trends",
+            date_from=query.date_from,
+            date_to=query.date_to,
+            filters=query.filters,
+            include_bots=query.include_bots,
+            series=[
+                Series(event=query.event, measure="total"),
+                Series(event=query.event, measure="unique_persons"),
+            ],
+            breakdown={"property": query.property, "limit": query.limit},
+        )
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, "day")
+        prev_rng = rng.previous()
+
+        def groups(r: TimeRange) -> dict[str, tuple[int, int]]:
+            rows = self._trends_rows(scope, r, trends, bucketed=False)
+            return {
+                row["breakdown"]: (int(row["m0"]), int(row["m1"]))
+                for row in rows
+                if row["bucket"] == ""
+            }
+
+        cur, prev = groups(rng), groups(prev_rng)
+        ordered = sorted(cur.items(), key=lambda kv: (kv[0] == q.OTHER, -kv[1][0], kv[0]))
+        return {
+            "kind": "breakdown",
+            "dimension": query.property,
+            **self._range_body(rng),
+            "previous": {
+                "date_from": prev_rng.iso(prev_rng.start),
+                "date_to": prev_rng.iso(prev_rng.end),
+            },
+            "results": [
+                {
+                    "value": value,
+                    "events": events,
+                    "unique_users": persons,
+                    "previous_events": prev.get(value, (0, 0))[0],
+                    "previous_unique_users": prev.get(value, (0, 0))[1],
+                    "change_pct": change(events, prev.get(value, (0, 0))[0])["change_pct"],
+                }
+                for value, (events, persons) in ordered
+            ],
+        }
+
+    def _realtime(self, ctx: ProjectContext, query: RealtimeQuery) -> dict[str, Any]:
+        scope = self._scope(ctx)
+        now = self.clock()
+        since = now - timedelta(minutes=query.minutes)
+        compiled = q.compile_realtime(scope=scope, since=since)
+        totals = self._run(compiled, "totals")[0]
+        return {
+            "kind": "realtime",
+            "minutes": query.minutes,
+            "date_from": _iso(since, ctx.timezone),
+            "date_to": _iso(now, ctx.timezone),
+            "interval": "minute",
+            "visitors": int(totals["visitors"]),
+            "events": int(totals["events"]),
+            "pageviews": int(totals["pageviews"]),
+            "pages": self._run(compiled, "pages"),
+            "per_minute": [
+                {
+                    "bucket": datetime.strptime(r["bucket"], "%Y-%m-%d %H:%M:%S")
+                    .replace(tzinfo=zone(ctx.timezone))
+                    .isoformat(),
+                    "events": int(r["events"]),
+                    "visitors": int(r["visitors"]),
+                }
+                for r in self._run(compiled, "minutes")
+            ],
+        }
+
+    # -- funnel ------------------------------------------------------------------------------
+
+    def _funnel(self, ctx: ProjectContext, query: FunnelQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, "day")
+        rows = self._run(q.compile_funnel(scope=scope, rng=rng, query=query), "funnel")
+        n = len(query.steps)
+        # grouping(breakdown) = 1 marks the grand-total row of GROUPING SETS ((breakdown), ()).
+        overall = next((r for r in rows if int(r["g"]) == 1), None)
+        per_group: list[dict[str, Any]] = []
+        if query.breakdown is not None:
+            groups = [r for r in rows if int(r["g"]) == 0]
+            per_group = self._fold_other(groups, n, query.breakdown.limit)
+
+        def steps(row: dict[str, Any] | None) -> list[dict[str, Any]]:
+            counts = [int(row[f"s{k}"]) if row else 0 for k in range(1, n + 1)]
+            out = []
+            for k, step in enumerate(query.steps, start=1):
+                persons = counts[k - 1]
+                first = counts[0]
+                prev = counts[k - 2] if k > 1 else persons
+                median = _num(row[f"t{k}"]) if (row and k > 1) else None
+                out.append(
+                    {
+                        "step": k,
+                        "event": step.event,
+                        "name": step.name or step.event,
+                        "persons": persons,
+                        "conversion_from_first": round(persons * 100.0 / first, 2)
+                        if first
+                        else 0.0,
+                        "conversion_from_previous": round(persons * 100.0 / prev, 2)
+                        if prev
+                        else 0.0,
+                        "drop_off": (prev - persons) if k > 1 else 0,
+                        "drop_off_pct": round((prev - persons) * 100.0 / prev, 2)
+                        if (k > 1 and prev)
+                        else 0.0,
+                        "median_seconds_to_convert": median if persons else None,
+                    }
+                )
+            return out
+
+        body: dict[str, Any] = {
+            "kind": "funnel",
+            **self._range_body(rng),
+            "order": query.order,
+            "window_seconds": query.window_seconds,
+            "steps": steps(overall),
+        }
+        if query.breakdown is not None:
+            body["breakdown"] = [{"value": r["breakdown"], "steps": steps(r)} for r in per_group]
+        return body
+
+    @staticmethod
+    def _fold_other(rows: list[dict[str, Any]], n: int, limit: int) -> list[dict[str, Any]]:
+        rows = sorted(rows, key=lambda r: (-int(r["s1"]), str(r["breakdown"])))
+        top, rest = rows[:limit], rows[limit:]
+        if rest:
+            other: dict[str, Any] = {"breakdown": q.OTHER}
+            for k in range(1, n + 1):
+                other[f"s{k}"] = sum(int(r[f"s{k}"]) for r in rest)
+                other[f"t{k}"] = None  # medians of separate groups do not combine
+            top.append(other)
+        return top
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def _retention(self, ctx: ProjectContext, query: RetentionQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, query.interval, default_from="-30d")
+        compiled = q.compile_retention(scope=scope, rng=rng, query=query)
+        sizes = {r["cohort"]: int(r["persons"]) for r in self._run(compiled, "sizes")}
+        matrix: dict[str, dict[int, int]] = {}
+        for r in self._run(compiled, "matrix"):
+            matrix.setdefault(r["cohort"], {})[int(r["period"])] = int(r["persons"])
+        rates = {int(r["n"]): int(r["returned"]) for r in self._run(compiled, "rates")}
+        eligible = {int(r["n"]): int(r["eligible"]) for r in self._run(compiled, "eligible")}
+        cohorts = []
+        for label in rng.buckets():
+            size = sizes.get(label, 0)
+            cells = matrix.get(label, {})
+            values = [size] + [cells.get(p, 0) for p in range(1, query.periods + 1)]
+            cohorts.append(
+                {
+                    "cohort": rng.label_iso(label),
+                    "persons": size,
+                    "values": values,
+                    "rates": [round(v * 100.0 / size, 2) if size else 0.0 for v in values],
+                }
+            )
+        day_rates = {}
+        for n in (1, 7, 30):
+            base = eligible.get(n, 0)
+            day_rates[f"day_{n}"] = round(rates.get(n, 0) * 100.0 / base, 2) if base else None
+        return {
+            "kind": "retention",
+            **self._range_body(rng),
+            "start_event": query.start_event,
+            "return_event": query.return_event,
+            "periods": query.periods,
+            "cohorts": cohorts,
+            "rates": day_rates,
+        }
+
+    # -- active users ------------------------------------------------------------------------
+
+    def _active_users(self, ctx: ProjectContext, query: ActiveUsersQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, "day", default_from="-30d")
+        lookback = rng.start - timedelta(days=31)
+        compiled = q.compile_active_users(scope=scope, rng=rng, lookback_start=lookback)
+        dau: dict[str, int] = {}
+        deltas: dict[str, dict[str, int]] = {"w": {}, "m": {}}
+        for r in self._run(compiled, "active"):
+            if r["kind"] == "d":
+                dau[r["day"]] = int(r["delta"])
+            else:
+                deltas[r["kind"]][r["day"]] = int(r["delta"])
+        labels = rng.buckets()
+        running = {"w": 0, "m": 0}
+        # Deltas before the first label accumulate first.
+        for kind in ("w", "m"):
+            running[kind] = sum(v for d, v in deltas[kind].items() if d < labels[0])
+        data = []
+        for label in labels:
+            wau = running["w"] + deltas["w"].get(label, 0)
+            mau = running["m"] + deltas["m"].get(label, 0)
+            running["w"], running["m"] = wau, mau
+            day = dau.get(label, 0)
+            data.append(
+                {
+                    "bucket": rng.label_iso(label),
+                    "dau": day,
+                    "wau": wau,
+                    "mau": mau,
+                    "stickiness": round(day / mau, 4) if mau else 0.0,
+                }
+            )
+        avg_stick = [float(p["stickiness"]) for p in data if p["mau"]]
+        return {
+            "kind": "active_users",
+            **self._range_body(rng),
+            "data": data,
+            "stickiness": round(sum(avg_stick) / len(avg_stick), 4) if avg_stick else 0.0,
+        }
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def _paths(self, ctx: ProjectContext, query: PathsQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, "day")
+        compiled = q.compile_paths(scope=scope, rng=rng, query=query)
+        total = int(self._scalar_of(compiled, "total") or 0)
+        steps: dict[int, list[dict[str, Any]]] = {}
+        for r in self._run(compiled, "steps"):
+            steps.setdefault(int(r["step"]), []).append({"event": r["name"], "count": int(r["n"])})
+        return {
+            "kind": "paths",
+            **self._range_body(rng),
+            "event": query.event,
+            "direction": query.direction,
+            "occurrences": total,
+            "paths": [
+                {"path": list(r["seq"]), "count": int(r["n"])} for r in self._run(compiled, "paths")
+            ],
+            "steps": [{"step": k, "events": steps[k]} for k in sorted(steps)],
+        }
+
+    def _scalar_of(self, compiled: q.Compiled, name: str) -> Any:
+        rows = self._run(compiled, name)
+        return next(iter(rows[0].values())) if rows else None
+
+    # -- person ------------------------------------------------------------------------------
+
+    def _person(self, ctx: ProjectContext, query: PersonQuery) -> dict[str, Any]:
+        scope = q.Scope(ctx.project_id, ctx.timezone, True, True)
+        ids_plan = q.compile_person_ids(scope=scope, distinct_id=query.distinct_id)
+        person_id = str(self._scalar_of(ids_plan, "person"))
+        ids = {query.distinct_id, person_id}
+        ids.update(str(r["distinct_id"]) for r in self._run(ids_plan, "ids"))
+        compiled = q.compile_person(scope=scope, distinct_ids=sorted(ids), limit=query.limit)
+        profile = self._run(compiled, "profile")[0]
+        if int(profile["total_events"]) == 0:
+            raise NotFound(f"no events for distinct id {query.distinct_id!r}")
+        traits: dict[str, Any] = {}
+        for r in self._run(compiled, "traits"):
+            try:
+                props = orjson.loads(r["properties"]) if r["properties"] else {}
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(props, dict):
+                inner = props.get("traits")
+                traits.update(inner if isinstance(inner, dict) else props)
+        return {
+            "kind": "person",
+            "distinct_id": query.distinct_id,
+            "person_id": person_id,
+            "distinct_ids": sorted(ids),
+            "first_seen": _iso(profile["first_seen"], ctx.timezone),
+            "last_seen": _iso(profile["last_seen"], ctx.timezone),
+            "total_events": int(profile["total_events"]),
+            "sessions": int(profile["sessions"]),
+            "properties": traits,
+            "recent_events": [event_row(r, ctx.timezone) for r in self._run(compiled, "recent")],
+        }
+
+    # -- activity feed -----------------------------------------------------------------------
+
+    def _events(self, ctx: ProjectContext, query: EventsQuery) -> dict[str, Any]:
+        scope = q.Scope(ctx.project_id, ctx.timezone, query.include_bots, False)
+        rng = self._range(ctx, query, "day", default_from="-30d")
+        cursor = decode_cursor(query.cursor) if query.cursor else None
+        compiled = q.compile_events(scope=scope, rng=rng, query=query, cursor=cursor)
+        rows = self._run(compiled, "events")
+        page, more = rows[: query.limit], len(rows) > query.limit
+        next_cursor = None
+        if more and page:
+            last = page[-1]
+            next_cursor = encode_cursor(last["timestamp"], str(last["event_id"]))
+        return {
+            "kind": "events",
+            **self._range_body(rng),
+            "results": [event_row(r, ctx.timezone) for r in page],
+            "next_cursor": next_cursor,
+        }
+
+    def get_event(self, ctx: ProjectContext, event_id: str) -> dict[str, Any]:
+        scope = q.Scope(ctx.project_id, ctx.timezone, True, False)
+        rows = self._run(q.compile_event_by_id(scope=scope, event_id=event_id), "event")
+        if not rows:
+            raise NotFound(f"event {event_id} not found")
+        return event_row(rows[0], ctx.timezone)
+
+    def live_batch(
+        self, ctx: ProjectContext, after: datetime, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        scope = q.Scope(ctx.project_id, ctx.timezone)
+        return self._run(q.compile_live(scope=scope, after=after, limit=limit), "live")
+
+    # -- API metrics -------------------------------------------------------------------------
+
+    @staticmethod
+    def _api_row(row: dict[str, Any], minutes: float | None = None) -> dict[str, Any]:
+        count = int(row["request_count"])
+        quantiles = list(row["q"]) if count else [None, None, None]
+        out = {
+            "request_count": count,
+            "error_count": int(row["error_count"]),
+            "error_rate": round(int(row["error_count"]) * 100.0 / count, 2) if count else 0.0,
+            "server_error_count": int(row["server_error_count"]),
+            "server_error_rate": round(int(row["server_error_count"]) * 100.0 / count, 2)
+            if count
+            else 0.0,
+            "avg": _num(row["avg"]) if count else None,
+            "p50": _num(quantiles[0]),
+            "p95": _num(quantiles[1]),
+            "p99": _num(quantiles[2]),
+            "max": _num(row["max"]) if count else None,
+        }
+        if minutes is not None:
+            out["requests_per_minute"] = round(count / minutes, 4)
+        return out
+
+    def _api_metrics(self, ctx: ProjectContext, query: ApiMetricsQuery) -> dict[str, Any]:
+        scope = q.Scope(ctx.project_id, ctx.timezone, query.include_bots, False)
+        rng = self._range(ctx, query, query.interval)
+        compiled = q.compile_api_metrics(scope=scope, rng=rng, query=query)
+        summary = self._api_row(self._run(compiled, "summary")[0], rng.minutes)
+        endpoints = [
+            {"method": r["method"], "route": r["route"], **self._api_row(r, rng.minutes)}
+            for r in self._run(compiled, "endpoints")
+        ]
+        by_bucket = {r["bucket"]: r for r in self._run(compiled, "series")}
+        step = {"minute": 1.0, "hour": 60.0, "day": 1440.0, "week": 10080.0, "month": 43200.0}
+        series = []
+        for label in rng.buckets():
+            row = by_bucket.get(label)
+            cell = (
+                self._api_row(row, step[rng.interval])
+                if row
+                else self._api_row(
+                    {
+                        "request_count": 0,
+                        "error_count": 0,
+                        "server_error_count": 0,
+                        "avg": None,
+                        "q": [],
+                        "max": None,
+                    },
+                    step[rng.interval],
+                )
+            )
+            series.append({"bucket": rng.label_iso(label), **cell})
+        return {
+            "kind": "api_metrics",
+            **self._range_body(rng),
+            "summary": summary,
+            "endpoints": endpoints,
+            "sort": query.sort,
+            "series": series,
+        }
+
+    # -- Web3 --------------------------------------------------------------------------------
+
+    def _web3(self, ctx: ProjectContext, query: Web3Query) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, query.interval)
+        compiled = q.compile_web3(scope=scope, rng=rng, query=query)
+        s = self._run(compiled, "summary")[0]
+        tx, ok, bad = int(s["tx_count"]), int(s["success_count"]), int(s["failed_count"])
+        by_bucket = {r["bucket"]: r for r in self._run(compiled, "series")}
+        series = []
+        for label in rng.buckets():
+            row = by_bucket.get(label)
+            series.append(
+                {
+                    "bucket": rng.label_iso(label),
+                    "tx_count": int(row["tx_count"]) if row else 0,
+                    "success_count": int(row["success_count"]) if row else 0,
+                    "unique_wallets": int(row["unique_wallets"]) if row else 0,
+                }
+            )
+        return {
+            "kind": "web3",
+            **self._range_body(rng),
+            "summary": {
+                "tx_count": tx,
+                "success_count": ok,
+                "failed_count": bad,
+                "success_rate": round(ok * 100.0 / (ok + bad), 2) if (ok + bad) else None,
+                "unique_wallets": int(s["unique_wallets"]),
+                "unique_persons": int(s["unique_persons"]),
+            },
+            "volume": [
+                {
+                    "chain_id": int(r["chain_id"]),
+                    "token": r["token"],
+                    "tx_count": int(r["tx_count"]),
+                    "volume": str(r["volume"]),
+                }
+                for r in self._run(compiled, "volume")
+            ],
+            "top_contracts": [
+                {
+                    "contract": r["contract"],
+                    "tx_count": int(r["tx_count"]),
+                    "wallets": int(r["wallets"]),
+                    "volume": str(r["volume"]),
+                }
+                for r in self._run(compiled, "contracts")
+            ],
+            "wallets": [
+                {
+                    "wallet": r["wallet"],
+                    "persons": sorted(str(p) for p in r["persons"]),
+                    "events": int(r["events"]),
+                    "tx_count": int(r["tx_count"]),
+                    "first_seen": _iso(r["first_seen"], ctx.timezone),
+                    "last_seen": _iso(r["last_seen"], ctx.timezone),
+                }
+                for r in self._run(compiled, "wallets")
+            ],
+            "series": series,
+        }

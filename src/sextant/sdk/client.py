@@ -147,12 +147,16 @@ class Client:
         context: Mapping[str, Any] | None = None,
         timestamp: datetime | str | None = None,
         message_id: str | None = None,
+        session_id: str | None = None,
     ) -> str:
         """Record a custom event; returns its message id."""
         if not event:
             raise ValueError("event name is required")
+        message: Event = {"type": "track", "event": event, "properties": dict(properties or {})}
+        if session_id:
+            message["session_id"] = session_id
         return self._enqueue(
-            {"type": "track", "event": event, "properties": dict(properties or {})},
+            message,
             user_id=user_id,
             anonymous_id=anonymous_id,
             context=context,
@@ -195,6 +199,7 @@ class Client:
         context: Mapping[str, Any] | None = None,
         timestamp: datetime | str | None = None,
         message_id: str | None = None,
+        session_id: str | None = None,
     ) -> str:
         """Record a page view of `url` (server-side rendered pages, for example)."""
         if not url:
@@ -209,6 +214,8 @@ class Client:
         message: Event = {"type": "page", "properties": props}
         if name:
             message["name"] = name
+        if session_id:
+            message["session_id"] = session_id
         return self._enqueue(
             message,
             user_id=user_id,
@@ -252,6 +259,7 @@ class Client:
         user_id: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | None = None,
     ) -> str:
         """Record one HTTP request served by your API (what the ASGI middleware calls)."""
         return self._enqueue(
@@ -271,8 +279,48 @@ class Client:
             user_id=user_id,
             anonymous_id=distinct_id or "api",
             context=context,
-            timestamp=None,
+            timestamp=timestamp,
             message_id=None,
+        )
+
+    def web3(
+        self,
+        event: str,
+        *,
+        chain_id: int,
+        wallet: str | None = None,
+        contract: str | None = None,
+        tx_hash: str | None = None,
+        value: int | str | None = None,
+        token: str | None = None,
+        status: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        anonymous_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | str | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Record a wallet or on-chain event; `value` in the token's smallest unit (wei)."""
+        fields: dict[str, Any] = {"chain_id": chain_id}
+        for key, item in (
+            ("wallet", wallet),
+            ("contract", contract),
+            ("tx_hash", tx_hash),
+            ("token", token),
+            ("status", status),
+        ):
+            if item is not None:
+                fields[key] = item
+        if value is not None:
+            fields["value"] = str(value)  # a decimal string keeps big integers exact
+        return self._enqueue(
+            {"type": "web3", "event": event, "properties": dict(properties or {}), "web3": fields},
+            user_id=user_id,
+            anonymous_id=anonymous_id or wallet,
+            context=context,
+            timestamp=timestamp,
+            message_id=message_id,
         )
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -70,11 +71,11 @@ class SextantServer:
     def start(self, timeout: float = 90.0) -> SextantServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cli = [sys.executable, "-m", "sextant"]
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
             [*cli, "migrate"], env=self.env, check=True, capture_output=True, timeout=timeout
         )
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
             [*cli, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env,
             stdout=log,
@@ -155,3 +156,30 @@ class SextantServer:
             write_key=write["secret"],
             read_key=read["secret"],
         )
+
+    def wait_for_events(
+        self,
+        account: Account,
+        *,
+        expected: int,
+        predicate: Callable[[dict[str, Any]], bool] = lambda event: True,
+        timeout: float = 30.0,
+    ) -> list[dict[str, Any]]:
+        """Read the project's activity feed (read key) until `expected` events match."""
+        deadline = time.monotonic() + timeout
+        events: list[dict[str, Any]] = []
+        while True:
+            response = httpx.post(
+                f"{self.url}/api/v1/projects/{account.project_id}/query",
+                headers={"X-API-Key": account.read_key},
+                params={"fresh": "true"},
+                json={"kind": "events", "date_from": "all", "limit": 500},
+                timeout=30.0,
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"events query: {response.status_code} {response.text}")
+            body = response.json()
+            events = [event for event in body.get("events", []) if predicate(event)]
+            if len(events) >= expected or time.monotonic() > deadline:
+                return events
+            time.sleep(0.2)

@@ -60,7 +60,7 @@
         timestamp: now,
         sent_at: now,
         context: {
-          page: { url: loc.href, path: loc.pathname, title: d.title, referrer: d.referrer },
+          page: { url: loc.href, path: loc.pathname, title: d.title, referrer: referrer },
           screen: { width: w.screen.width, height: w.screen.height },
           locale: nav.language,
           library: { name: "sextant-js", version: "1" },
@@ -87,9 +87,12 @@
     };
 
     var last;
+    var referrer = d.referrer;
     var page = safe(function (props) {
       var here = loc.href;
       if (here === last && !props) return; // pushState to the same URL is not a new view
+      // After an in-app navigation the previous view is the referrer, as with a full load.
+      if (last) referrer = last;
       last = here;
       send("page", { event: "$pageview", properties: props || {} });
     });

@@ -136,7 +136,7 @@ export function barList(rows, opts = {}) {
       : h("span", { title: r.title || label }, label);
     return h("li", {}, h("span", { class: "bar", style: { width } }), text,
       h("span", { class: "val" }, format(r.value),
-        r.previous !== undefined && r.previous !== null ? h("span", { class: "prev", title: "previous period" }, format(r.previous)) : null));
+        opts.showPrevious && r.previous !== undefined && r.previous !== null ? h("span", { class: "prev", title: "previous period" }, `vs ${format(r.previous)}`) : null));
   }));
 }
 

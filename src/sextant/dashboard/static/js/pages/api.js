@@ -1,7 +1,7 @@
 // API monitoring: requests, error rate, latency percentiles over time, a sortable endpoints table.
 import { lineChart } from "../charts.js";
 import { h, clear, empty, errorBox, loading, ms, num, pct } from "../util.js";
-import { addFilter, change, controls, intervalFor, query, rangeBody } from "./common.js";
+import { addFilter, controls, intervalFor, query, rangeBody } from "./common.js";
 import { apiOf } from "./shapes.js";
 
 const COLUMNS = [
@@ -15,7 +15,7 @@ const COLUMNS = [
 ];
 
 export async function render(main, ctx) {
-  const { range, head, chips } = controls(ctx, { title: "API", subtitle: "Requests recorded by the SDK middleware or sent as api events" });
+  const { range, head, chips } = controls(ctx, { compare: false, title: "API", subtitle: "Requests recorded by the SDK middleware or sent as api events" });
   const interval = intervalFor(range);
   const sort = ctx.params.get("sort") || "count";
   const page = h("div", { class: "page" }, head, chips, loading());
@@ -32,18 +32,16 @@ export async function render(main, ctx) {
       h("a", { class: "btn", href: `#/p/${ctx.project.id}/settings` }, "Get a write key")));
     return;
   }
-  const prev = data.previous || {};
-  const card = (label, value, prevValue, fmt, invert) => h("div", { class: "stat" },
-    h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, fmt(value)),
-    range.compare ? change(value, prevValue, null, invert) : null);
+  const card = (label, value, fmt) => h("div", { class: "stat" },
+    h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, fmt(value)));
   const cards = h("div", { class: "stats" },
-    card("Requests", s.request_count, prev.request_count, num),
-    card("Requests / min", s.requests_per_minute, prev.requests_per_minute, num),
-    card("Error rate", s.error_rate, prev.error_rate, pct, true),
-    card("5xx rate", s.server_error_rate, prev.server_error_rate, pct, true),
-    card("p50", s.p50, prev.p50, ms, true),
-    card("p95", s.p95, prev.p95, ms, true),
-    card("p99", s.p99, prev.p99, ms, true));
+    card("Requests", s.request_count, num),
+    card("Requests / min", s.requests_per_minute, num),
+    card("Error rate (4xx+5xx)", s.error_rate, pct),
+    card("5xx rate", s.server_error_rate, pct),
+    card("p50", s.p50, ms),
+    card("p95", s.p95, ms),
+    card("p99", s.p99, ms));
 
   const ts = data.series;
   const charts = h("div", { class: "grid grid-2" },

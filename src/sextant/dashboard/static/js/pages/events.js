@@ -19,7 +19,7 @@ function describe(e) {
   if (e.http_route) bits.push(`${e.http_method || ""} ${e.http_route} → ${e.http_status}`);
   if (e.tx_hash) bits.push(`${e.token_symbol || ""} ${e.tx_status || ""}`.trim());
   if (e.country) bits.push(e.country);
-  if (e.browser) bits.push(e.browser);
+  if (e.browser && e.browser !== "Other") bits.push(e.browser);
   return bits.join(" · ");
 }
 

@@ -1,16 +1,24 @@
 // Overview: Plausible-style cards, time series, and top lists that filter the page on click.
 import { barList, lineChart } from "../charts.js";
-import { h, clear, duration, empty, errorBox, loading, num, pct, tabbedCard } from "../util.js";
+import { h, clear, empty, errorBox, loading, num, tabbedCard } from "../util.js";
 import { addFilter, change, controls, intervalFor, query, rangeBody, rangeParams, stats } from "./common.js";
 import { rowsOf, trendTotals, trendSeries } from "./shapes.js";
 
 // Card -> trends series. `unique_persons` counts a person once even across devices after identify.
 const METRICS = [
-  { id: "visitors", label: "Unique visitors", series: { measure: "unique_persons", name: "visitors" } },
+  { id: "visitors", label: "Unique visitors", series: { event: "$pageview", measure: "unique_persons", name: "visitors" } },
   { id: "pageviews", label: "Page views", series: { event: "$pageview", measure: "total", name: "pageviews" } },
   { id: "events", label: "Total events", series: { measure: "total", name: "events" } },
-  { id: "sessions", label: "Sessions", series: { measure: "sessions", name: "sessions" } },
+  { id: "sessions", label: "Visits", series: { event: "$pageview", measure: "sessions", name: "sessions" } },
 ];
+
+const regionNames = (() => { try { return new Intl.DisplayNames(["en"], { type: "region" }); } catch { return null; } })();
+function countryName(code) {
+  if (!code || code.length !== 2) return code || "Unknown";
+  let name = code;
+  try { name = (regionNames && regionNames.of(code.toUpperCase())) || code; } catch { /* unknown code */ }
+  return name;
+}
 
 export async function render(main, ctx) {
   const { range, head, chips } = controls(ctx, { subtitle: "Traffic and activity at a glance" });
@@ -68,41 +76,42 @@ export async function render(main, ctx) {
       }, iv)))),
     lineChart({ labels: series.labels, values: series.values, previous: range.compare ? series.previous : null, interval, name: selected }));
 
-  // Top lists from the summary (one scan), plus campaigns and entry pages.
-  let summary = null;
-  try { summary = await stats(ctx, "stats/summary", rangeParams(range)); } catch (e) { summary = { error: e }; }
-  const list = (key) => rowsOf(summary && summary[key]);
-  const showList = (property, key, body, opts = {}) => {
-    const rows = opts.rows || list(key);
-    clear(body, rows.length
-      ? barList(rows.slice(0, 10), { onClick: (r) => addFilter(ctx, property, r.label) })
-      : h("p", { class: "muted small" }, summary && summary.error ? summary.error.message : "Nothing here for this period."));
-  };
-  const breakdown = async (property, body) => {
+  // Top lists: breakdowns of page views. Self-referrals (the site's own hosts) are not
+  // sources; a page view referred from outside the site (or from nowhere) starts a visit.
+  let hosts = [];
+  try {
+    const res = await stats(ctx, "stats/breakdown/host", rangeParams(range, { event: "$pageview", limit: 20 }));
+    hosts = rowsOf(res).map((r) => r.raw).filter((v) => v && v !== "$other");
+  } catch { hosts = []; }
+  const external = hosts.length ? [{ property: "referrer_domain", op: "not_in", value: hosts }] : [];
+  const breakdown = async (property, body, { event = "$pageview", extra = [], measure } = {}) => {
     clear(body, loading());
     try {
-      const res = await stats(ctx, `stats/breakdown/${property}`, rangeParams(range));
-      showList(property, null, body, { rows: rowsOf(res) });
+      const params = rangeParams({ ...range, filters: [...range.filters, ...extra] }, { limit: 10 });
+      if (event) params.event = event;
+      const rows = rowsOf(await stats(ctx, `stats/breakdown/${property}`, params), measure)
+        .filter((r) => r.raw !== "" || property === "referrer_domain")
+        .sort((a, b) => (a.other - b.other) || (Number(b.value) - Number(a.value)))
+        .map((r) => (property === "country" && !r.other ? { ...r, label: countryName(r.raw) } : r));
+      clear(body, rows.length
+        ? barList(rows.map((r) => (property === "referrer_domain" && r.raw === "" ? { ...r, label: "Direct / none" } : r)), {
+          onClick: (r) => (r.other ? null : addFilter(ctx, property, r.raw)),
+          showPrevious: range.compare,
+        })
+        : h("p", { class: "muted small" }, "Nothing here for this period."));
     } catch (e) { clear(body, h("p", { class: "muted small" }, e.message)); }
   };
+  const head2 = (a, b) => h("div", { class: "list-head" }, h("span", {}, a), h("span", {}, b));
   const pages = tabbedCard("Pages", [["top", "Top pages"], ["entry", "Entry pages"]], (tab, body) => {
-    if (tab === "top") showList("path", "pages", body);
-    else breakdown("entry_page", body);
-  });
+    if (tab === "top") breakdown("path", body);
+    else breakdown("path", body, { extra: external });
+  }, head2("Page", "Visitors"));
   const sources = tabbedCard("Sources", [["ref", "Referrers"], ["utm_source", "UTM sources"], ["utm_campaign", "Campaigns"], ["utm_medium", "Mediums"]], (tab, body) => {
-    if (tab === "ref") showList("referrer_domain", "referrers", body);
-    else if (tab === "utm_source") showList("utm_source", "utm_sources", body);
-    else breakdown(tab, body);
-  });
-  const devices = tabbedCard("Devices", [["browser", "Browser"], ["os", "OS"], ["device_type", "Size"]], (tab, body) => {
-    showList(tab, { browser: "browsers", os: "os", device_type: "device_types" }[tab], body);
-  });
-  const countries = h("section", { class: "card" }, h("h2", {}, "Countries"), h("div"));
-  showList("country", "countries", countries.lastChild);
-  const eventsCard = h("section", { class: "card" }, h("h2", {}, "Events"), h("div"));
-  showList("event", "events", eventsCard.lastChild);
-  clear(lists, h("div", { class: "grid grid-2" }, sources, pages), h("div", { class: "grid grid-2" }, devices, countries), h("div", { class: "grid grid-2" }, eventsCard,
-    summary && summary.bounce_rate !== undefined ? h("section", { class: "card" }, h("h2", {}, "Engagement"),
-      h("dl", { class: "kv" }, h("dt", {}, "Bounce rate"), h("dd", {}, pct(summary.bounce_rate)),
-        h("dt", {}, "Visit duration"), h("dd", {}, duration(summary.avg_session_seconds)))) : null));
+    if (tab === "ref") breakdown("referrer_domain", body, { extra: external });
+    else breakdown(tab, body, { extra: [{ property: tab, op: "is_set" }] });
+  }, head2("Source", "Visitors"));
+  const devices = tabbedCard("Devices", [["browser", "Browser"], ["os", "OS"], ["device_type", "Size"]], (tab, body) => breakdown(tab, body), head2("Name", "Visitors"));
+  const countries = tabbedCard("Locations", [["country", "Countries"], ["region", "Regions"], ["city", "Cities"]], (tab, body) => breakdown(tab, body), head2("Location", "Visitors"));
+  const eventsCard = tabbedCard("Events", [["event", "Goals and events"]], (tab, body) => breakdown("event", body, { event: null, measure: "events" }), head2("Event", "Count"));
+  clear(lists, h("div", { class: "grid grid-2" }, sources, pages), h("div", { class: "grid grid-2" }, countries, devices), eventsCard);
 }

@@ -13,7 +13,7 @@ export async function render(main, ctx) {
     const summary = await stats(ctx, "stats/summary", rangeParams({ ...range, filters: [] }));
     names = rowsOf(summary && summary.events).map((r) => String(r.label)).filter(Boolean);
   } catch { names = []; }
-  const interval = ctx.params.get("interval") || (range.from === "-7d" || range.from === "-24h" ? "day" : "week");
+  const interval = ctx.params.get("interval") || (["-90d", "ytd", "all"].includes(range.from) ? "week" : "day");
   const startEvent = ctx.params.get("start") || "";
   const returnEvent = ctx.params.get("return") || "";
   const start = h("input", { id: "r-start", list: "r-events", value: startEvent, placeholder: "any event" });
@@ -51,6 +51,6 @@ export async function render(main, ctx) {
   const rates = Object.entries(data.rates || {}).filter(([, v]) => v !== null && v !== undefined);
   clear(result,
     h("div", { class: "card-head" }, h("h2", {}, "Cohorts"),
-      h("div", { class: "toolbar small" }, rates.map(([k, v]) => h("span", { class: "badge accent" }, `${k.replace(/_/g, " ")}: ${pct(v)}`)))),
+      h("div", { class: "toolbar small" }, rates.map(([k, v]) => h("span", { class: "badge accent" }, `${k.replace("_", " ")} retention: ${pct(v)}`)))),
     heatmap(data.cohorts, interval[0].toUpperCase() + interval.slice(1)));
 }

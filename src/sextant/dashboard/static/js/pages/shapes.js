@@ -1,118 +1,130 @@
 // Adapters from the analytics API's JSON to what the charts draw: kept in one place.
 
-/** [{label, value, previous}] from a list of breakdown rows or a {label: count} object. */
-export function rowsOf(x) {
+/**
+ * [{label, value, previous, change}] from breakdown rows
+ * ({value, events, unique_users, previous_events, previous_unique_users, change_pct}).
+ * `measure` picks visitors ("unique_users", the default) or "events".
+ */
+export function rowsOf(x, measure = "unique_users") {
   if (!x) return [];
-  if (x.rows) x = x.rows;
-  else if (x.results) x = x.results;
-  else if (x.items) x = x.items;
-  if (!Array.isArray(x)) {
-    if (typeof x === "object") return Object.entries(x).map(([label, value]) => ({ label, value: typeof value === "object" ? value.value ?? value.count : value }));
-    return [];
-  }
-  return x.map((r) => ({
-    ...r,
-    label: r.label ?? r.value_label ?? r.key ?? r.name ?? r.breakdown ?? r.dimension ?? r.value,
-    value: r.count ?? r.visitors ?? r.persons ?? r.events ?? r.total ?? (typeof r.value === "number" ? r.value : 0),
-    previous: r.previous ?? r.previous_count ?? r.previous_value,
+  const rows = Array.isArray(x) ? x : x.results || [];
+  return rows.map((r) => ({
+    raw: r.value,
+    label: r.value === "$other" ? "Other" : r.value,
+    value: r[measure] ?? r.events ?? 0,
+    previous: r["previous_" + measure],
+    change: r.change_pct,
+    other: r.value === "$other",
   }));
 }
 
-/** {name: {value, previous, change}} from a trends answer. */
+/** {label: {value, previous, change}} from a trends answer with `compare`. */
 export function trendTotals(res) {
   const out = {};
   for (const s of (res && res.series) || []) {
-    const name = s.name || s.label;
-    out[name] = { value: s.total ?? s.value, previous: s.previous_total ?? s.previous, change: s.change_percent ?? s.change };
+    const c = s.compare || {};
+    out[s.label] = { value: s.total ?? c.value, previous: c.previous, change: c.change_pct };
   }
   return out;
 }
 
-/** {labels, values, previous} for one named series of a trends answer. */
-export function trendSeries(res, name) {
-  const s = ((res && res.series) || []).find((x) => (x.name || x.label) === name) || {};
-  const points = s.points || s.data || [];
+/** {labels, values, previous} for one series (by label) of a trends answer. */
+export function trendSeries(res, label) {
+  const s = ((res && res.series) || []).find((x) => x.label === label) || {};
+  const points = s.data || [];
   return {
-    labels: points.map((p) => p.bucket ?? p.date ?? p.t),
-    values: points.map((p) => Number(p.value ?? p.count ?? 0)),
-    previous: (s.previous_points || []).map((p) => Number(p.value ?? p.count ?? 0)),
+    labels: points.map((p) => p.bucket),
+    values: points.map((p) => Number(p.value ?? 0)),
+    previous: points.map((p) => (p.previous === undefined ? null : Number(p.previous))),
   };
 }
 
 /** Events of an activity-feed answer. */
 export function eventRows(res) {
-  if (!res) return [];
-  return res.events || res.results || res.items || (Array.isArray(res) ? res : []);
+  return (res && (res.results || res.events)) || [];
 }
 
-/** {name, ids, first_seen, last_seen, total_events, traits, events} from a person answer. */
+/** {name, ids, first_seen, last_seen, total_events, sessions, traits, events (oldest first)} */
 export function personOf(res) {
-  const p = (res && (res.person || res.profile)) || res || {};
-  const traits = p.traits || p.properties || (res && res.traits) || {};
+  const p = res || {};
+  const traits = p.properties || p.traits || {};
   return {
     name: traits.name || traits.email || p.person_id,
-    ids: p.distinct_ids || p.ids || (res && res.distinct_ids) || [],
-    first_seen: p.first_seen, last_seen: p.last_seen,
-    total_events: p.total_events ?? p.event_count,
+    ids: p.distinct_ids || [],
+    first_seen: p.first_seen,
+    last_seen: p.last_seen,
+    total_events: p.total_events,
+    sessions: p.sessions,
     traits,
-    events: (res && (res.events || res.recent_events || res.journey)) || p.events || [],
+    events: [...(p.recent_events || [])].reverse(),
   };
 }
 
 /** Funnel steps with counts and rates. */
 export function funnelSteps(res, names) {
-  const steps = (res && (res.steps || res.results)) || [];
-  return steps.map((s, i) => ({
+  return ((res && res.steps) || []).map((s, i) => ({
     name: s.name || s.event || names[i],
-    count: s.count ?? s.persons ?? 0,
-    conversion_from_first: s.conversion_from_first ?? s.conversion_rate,
-    conversion_from_previous: s.conversion_from_previous ?? s.step_conversion,
-    drop_off: s.drop_off ?? s.dropped,
-    median_seconds: s.median_seconds ?? s.median_time_to_convert_seconds ?? s.median_time_seconds,
+    count: s.persons ?? 0,
+    conversion_from_first: s.conversion_from_first,
+    conversion_from_previous: s.conversion_from_previous,
+    drop_off: s.drop_off,
+    median_seconds: s.median_seconds_to_convert,
   }));
 }
 
 /** {cohorts: [{label, size, values: [percent]}], rates} from a retention answer. */
 export function retentionOf(res) {
-  const cohorts = ((res && (res.cohorts || res.table)) || []).map((c) => ({
-    label: c.label || c.cohort || c.date,
-    size: c.size ?? c.persons ?? 0,
-    values: (c.values || c.percentages || c.rates || c.retention || []).map((v) => (v === null || typeof v !== "object" ? v : v.percent ?? v.rate)),
-  }));
-  return { cohorts, rates: (res && (res.rates || res.summary)) || {} };
+  // Periods that have not happened yet are blank, not 0%.
+  const step = { day: 864e5, week: 7 * 864e5, month: 30.44 * 864e5 }[(res && res.interval) || "day"];
+  const now = Date.now();
+  const cohorts = ((res && res.cohorts) || []).filter((c) => Number(c.persons) > 0).map((c) => {
+    const start = new Date(c.cohort).getTime();
+    return {
+      label: new Date(c.cohort).toLocaleDateString(undefined, { month: "short", day: "numeric", year: "numeric", timeZone: res.timezone || "UTC" }),
+      size: c.persons ?? 0,
+      values: (c.rates || []).map((v, i) => (start + i * step > now ? null : v)),
+    };
+  });
+  const rates = {};
+  for (const [k, v] of Object.entries((res && (res.rates || res.summary)) || {})) {
+    if (typeof v === "number") rates[k] = v;
+  }
+  return { cohorts, rates };
 }
 
-/** {summary, previous, endpoints, series: {labels, count, error_rate, p50, p95, p99}} */
+/** {summary, endpoints, series: {labels, count, error_rate, p50, p95, p99}} */
 export function apiOf(res) {
-  const summary = (res && res.summary) || {};
-  const points = (res && (res.series || res.timeseries)) || [];
-  const pick = (k) => points.map((p) => Number(p[k] ?? 0));
+  const points = (res && res.series) || [];
+  const pick = (k) => points.map((p) => (p[k] === null || p[k] === undefined ? 0 : Number(p[k])));
   return {
-    summary,
-    previous: (res && res.previous) || summary.previous || null,
-    endpoints: ((res && res.endpoints) || []).map((e) => ({ ...e, count: e.count ?? e.request_count })),
+    summary: (res && res.summary) || {},
+    endpoints: ((res && res.endpoints) || []).map((e) => ({ ...e, count: e.request_count })),
     series: {
-      labels: points.map((p) => p.bucket ?? p.date),
-      count: pick("request_count").some(Boolean) ? pick("request_count") : pick("count"),
-      error_rate: pick("error_rate"), p50: pick("p50"), p95: pick("p95"), p99: pick("p99"),
+      labels: points.map((p) => p.bucket),
+      count: pick("request_count"),
+      error_rate: pick("error_rate"),
+      p50: pick("p50"), p95: pick("p95"), p99: pick("p99"),
     },
   };
 }
 
-/** {summary, previous, volume, chains, contracts, series} from a web3 answer. */
+/** {summary, volume, chains, contracts, series} from a web3 answer. */
 export function web3Of(res) {
   const r = res || {};
-  const summary = r.summary || {};
-  const volume = (r.volume || []).map((v) => ({ ...v, token: v.token ?? v.token_symbol, tx_count: v.tx_count ?? v.count }));
+  const volume = r.volume || [];
   const byChain = {};
   for (const v of volume) byChain[v.chain_id] = (byChain[v.chain_id] || 0) + Number(v.tx_count || 0);
   const points = r.series || [];
   return {
-    summary: { ...summary, tx_count: summary.tx_count ?? summary.transactions, events: summary.events ?? summary.event_count },
-    previous: r.previous || summary.previous || null,
+    summary: r.summary || {},
     volume,
-    chains: r.chains || Object.entries(byChain).map(([chain_id, tx_count]) => ({ chain_id, tx_count })).sort((a, b) => b.tx_count - a.tx_count),
-    contracts: (r.contracts || []).map((c) => ({ contract: c.contract ?? c.contract_address, count: c.count ?? c.tx_count })),
-    series: { labels: points.map((p) => p.bucket ?? p.date), values: points.map((p) => Number(p.tx_count ?? p.count ?? 0)) },
+    chains: Object.entries(byChain).map(([chain_id, tx_count]) => ({ chain_id, tx_count })).sort((a, b) => b.tx_count - a.tx_count),
+    contracts: (r.top_contracts || []).map((c) => ({ contract: c.contract, count: c.tx_count })),
+    wallets: r.wallets || [],
+    series: {
+      labels: points.map((p) => p.bucket),
+      values: points.map((p) => Number(p.tx_count ?? 0)),
+      wallets: points.map((p) => Number(p.unique_wallets ?? 0)),
+    },
   };
 }

@@ -52,6 +52,65 @@ def migrate() -> None:
     console.print(f"event store up to date ({', '.join(applied) or 'nothing to apply'})")
 
 
+@app.command()
+def demo(
+    events: int = typer.Option(1_000_000, min=1, help="How many events to generate."),
+    seed: int = typer.Option(42, help="Random seed: the same seed gives the same data."),
+    days: int = typer.Option(90, min=1, max=3650, help="Spread the data over this many days."),
+    timezone: str = typer.Option("Europe/Berlin", help="The demo project's time zone."),
+) -> None:
+    """Create a demo organisation, project and keys, and fill it with realistic events."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from sextant.core.db import Database
+    from sextant.core.eventstore import EventStoreError, close_event_store, open_event_store
+    from sextant.core.logging import configure_logging
+    from sextant.ingest import demo as demo_data
+    from sextant.migrations import control, event_schema
+
+    settings = get_settings()
+    configure_logging(level="WARNING", json=settings.json_logs)
+    control.upgrade(settings.database_url)
+    try:
+        store = open_event_store(settings.events_url)
+    except EventStoreError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    db = Database(settings.database_url)
+    try:
+        event_schema.migrate(store)
+        workspace = demo_data.create_workspace(db, settings, timezone=timezone)
+        started = time.perf_counter()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("generating events", total=events)
+            demo_data.load(
+                store,
+                workspace.project_id,
+                events,
+                seed=seed,
+                days=days,
+                on_progress=lambda done: progress.update(task, completed=done),
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        db.dispose()
+        close_event_store(settings.events_url)
+    console.print(f"stored {events:,} events in {elapsed:.1f} s ({events / elapsed:,.0f}/s)")
+    console.print(f"sign in:     {workspace.email} / {workspace.password}")
+    console.print(f"org:         {workspace.org_id}")
+    console.print(f"project:     {workspace.project_id} ({timezone})")
+    console.print(f"write key:   {workspace.write_key}")
+    console.print(f"read key:    {workspace.read_key}")
+
+
 def _add_domain_commands() -> None:
     from sextant.accounts.cli import app as user_app
     from sextant.projects.cli import app as key_app

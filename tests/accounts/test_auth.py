@@ -186,6 +186,19 @@ def test_openapi_documents_the_password_flow(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     flows = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
     assert flows["password"]["tokenUrl"] == "/api/v1/auth/token"
+    # Error answers are documented with the one error shape.
+    assert "ErrorResponse" in spec["components"]["schemas"]
+    refresh = spec["paths"]["/api/v1/auth/refresh"]["post"]["responses"]
+    assert refresh["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ErrorResponse"
+    )
+    keys = spec["paths"]["/api/v1/projects/{project_id}/keys"]["post"]
+    assert keys["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ApiKeyCreate"
+    )
+    assert keys["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ApiKeyWithSecret"
+    )
     assert client.get("/docs").status_code == 200
     assert client.get("/redoc").status_code == 200
 

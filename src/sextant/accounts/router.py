@@ -32,15 +32,24 @@ from sextant.accounts.schemas import (
     UserRead,
     UserRegister,
     UserUpdate,
+    error_responses,
 )
 from sextant.core.deps import RateLimiterDep, SessionDep, SettingsDep
 
-auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+auth_router = APIRouter(
+    prefix="/api/v1/auth", tags=["auth"], responses=error_responses(400, 401, 403, 422, 429)
+)
 users_router = APIRouter(
-    prefix="/api/v1/users", tags=["users"], dependencies=[Depends(get_current_user)]
+    prefix="/api/v1/users",
+    tags=["users"],
+    dependencies=[Depends(get_current_user)],
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 orgs_router = APIRouter(
-    prefix="/api/v1/orgs", tags=["organisations"], dependencies=[Depends(get_current_user)]
+    prefix="/api/v1/orgs",
+    tags=["organisations"],
+    dependencies=[Depends(get_current_user)],
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 
 

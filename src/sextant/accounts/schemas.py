@@ -155,3 +155,40 @@ class MemberRead(BaseModel):
     name: str
     role: Role
     created_at: datetime
+
+
+# --- the error shape, for the OpenAPI document ------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    message: str
+    type: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["project not found"])
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer has this shape."""
+
+    error: ErrorInfo
+
+
+_ERROR_TEXT = {
+    400: "The request breaks a rule (the message says which).",
+    401: "Not signed in, or the token/key is invalid, expired or revoked.",
+    403: "Signed in, but your role or account does not allow this.",
+    404: "Not found, or not visible to you.",
+    409: "Conflicts with the current state (duplicate, last owner, revoked key...).",
+    422: "Invalid input; `details` names each field.",
+    429: "Too many attempts; retry after `Retry-After` seconds.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses=` entries documenting the error shape for these status codes."""
+    return {code: {"model": ErrorResponse, "description": _ERROR_TEXT[code]} for code in codes}

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from sextant.accounts.dependencies import CurrentUserDep, get_current_user
+from sextant.accounts.schemas import error_responses
 from sextant.core.deps import SessionDep
 from sextant.projects import service
 from sextant.projects.dependencies import KeyResolverDep
@@ -21,7 +22,10 @@ from sextant.projects.schemas import (
 )
 
 router = APIRouter(
-    prefix="/api/v1/projects", tags=["projects"], dependencies=[Depends(get_current_user)]
+    prefix="/api/v1/projects",
+    tags=["projects"],
+    dependencies=[Depends(get_current_user)],
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 
 

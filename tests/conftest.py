@@ -44,6 +44,7 @@ def make_settings(
         "log_json": False,
         "log_level": "WARNING",
         "ingest_flush_interval_ms": 20,
+        "retention_check_interval_seconds": 0,
         # Cheap Argon2 in tests (production keeps the library's strong defaults).
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 1024,

@@ -23,6 +23,8 @@ from sextant.core.middleware import RequestContextMiddleware
 from sextant.core.ratelimit import RateLimiter
 from sextant.core.responses import FastJSONResponse
 from sextant.dashboard.router import router as dashboard_router
+from sextant.governance import lifecycle as governance_lifecycle
+from sextant.governance.router import router as governance_router
 from sextant.ingest import lifecycle as ingest_lifecycle
 from sextant.ingest.router import router as ingest_router
 from sextant.migrations.event_schema import migrate as migrate_events
@@ -51,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("event_store_migrated", applied=applied)
     await ingest_lifecycle.startup(app)
     await analytics_lifecycle.startup(app)
+    await governance_lifecycle.startup(app)
     log.info(
         "started",
         version=__version__,
@@ -61,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await governance_lifecycle.shutdown(app)
         await analytics_lifecycle.shutdown(app)
         await ingest_lifecycle.shutdown(app)
         app.state.db.dispose()
@@ -94,5 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(projects_router)
     app.include_router(ingest_router)
     app.include_router(analytics_router)
+    app.include_router(governance_router)
     app.include_router(dashboard_router)
     return app

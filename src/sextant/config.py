@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     ingest_fsync: bool = False
     geoip_city_db: Path | None = None
 
+    # Governance: how often expired events are deleted (0 turns the background pass off)
+    retention_check_interval_seconds: int = Field(default=3600, ge=0)
+
     # Queries
     query_cache_ttl_seconds: int = Field(default=10, ge=0)
     query_timeout_seconds: int = Field(default=15, ge=1)

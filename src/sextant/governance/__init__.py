@@ -1,0 +1,1 @@
+"""Data governance: retention, one person's data (export, deletion), bulk export."""

@@ -1,0 +1,186 @@
+"""Event-store access for governance. Every statement is scoped to one project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sextant.core.eventstore import EventStore
+
+# Column list for exports: big integers as text so every JSON reader keeps them exact.
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "message_id",
+    "type",
+    "event",
+    "timestamp",
+    "received_at",
+    "distinct_id",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "url",
+    "host",
+    "path",
+    "title",
+    "referrer",
+    "referrer_domain",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "click_id",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device_type",
+    "is_bot",
+    "locale",
+    "screen_width",
+    "screen_height",
+    "country",
+    "region",
+    "city",
+    "ip_hash",
+    "library",
+    "library_version",
+    "http_method",
+    "http_route",
+    "http_status",
+    "duration_ms",
+    "request_bytes",
+    "response_bytes",
+    "chain_id",
+    "wallet_address",
+    "contract_address",
+    "tx_hash",
+    "tx_value",
+    "token_symbol",
+    "tx_status",
+    "properties",
+)
+_SELECT = ", ".join(
+    "toString(tx_value) AS tx_value"
+    if c == "tx_value"
+    else "toString(event_id) AS event_id"
+    if c == "event_id"
+    else c
+    for c in EXPORT_COLUMNS
+)
+PAGE_ROWS = 20_000
+
+
+def person_distinct_ids(store: EventStore, *, project_id: str, distinct_id: str) -> list[str]:
+    """Every distinct id that belongs to the same person as `distinct_id`."""
+    result = store.query(
+        """
+        WITH mapping AS (
+            SELECT distinct_id, argMax(person_id, updated_at) AS person_id
+            FROM person_aliases
+            WHERE project_id = {project_id:UUID}
+            GROUP BY distinct_id
+        ),
+        target AS (
+            -- any() over no rows gives '', not NULL: fall back to the id itself
+            SELECT if(found = '', {distinct_id:String}, found) AS person
+            FROM (SELECT any(person_id) AS found FROM mapping
+                  WHERE distinct_id = {distinct_id:String})
+        )
+        SELECT distinct_id FROM mapping WHERE person_id = (SELECT person FROM target)
+        UNION DISTINCT SELECT person FROM target
+        UNION DISTINCT SELECT {distinct_id:String}
+        """,
+        {"project_id": project_id, "distinct_id": distinct_id},
+    )
+    return sorted({str(row[0]) for row in result.rows if row[0]})
+
+
+def count_events(store: EventStore, *, project_id: str, distinct_ids: Sequence[str]) -> int:
+    result = store.query(
+        "SELECT count() FROM events FINAL WHERE project_id = {project_id:UUID} "
+        "AND distinct_id IN {ids:Array(String)}",
+        {"project_id": project_id, "ids": list(distinct_ids)},
+    )
+    return int(result.scalar() or 0)
+
+
+def delete_person_rows(store: EventStore, *, project_id: str, distinct_ids: Sequence[str]) -> None:
+    params = {"project_id": project_id, "ids": list(distinct_ids)}
+    # Lightweight deletes: rows vanish from every query at once, disk space is reclaimed
+    # by the next merge. Both tables, so the person cannot be re-linked afterwards.
+    store.command(
+        "DELETE FROM events WHERE project_id = {project_id:UUID} "
+        "AND (distinct_id IN {ids:Array(String)} OR user_id IN {ids:Array(String)} "
+        "OR anonymous_id IN {ids:Array(String)})",
+        params,
+    )
+    store.command(
+        "DELETE FROM person_aliases WHERE project_id = {project_id:UUID} "
+        "AND (distinct_id IN {ids:Array(String)} OR person_id IN {ids:Array(String)})",
+        params,
+    )
+
+
+def iter_event_pages(
+    store: EventStore,
+    *,
+    project_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    distinct_ids: Sequence[str] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of events in (timestamp, event_id) order, keyset-paginated."""
+    conditions = ["project_id = {project_id:UUID}"]
+    params: dict[str, Any] = {"project_id": project_id, "limit": PAGE_ROWS}
+    if start is not None:
+        conditions.append("timestamp >= {start:DateTime64(3, 'UTC')}")
+        params["start"] = start
+    if end is not None:
+        conditions.append("timestamp < {end:DateTime64(3, 'UTC')}")
+        params["end"] = end
+    if distinct_ids is not None:
+        conditions.append("distinct_id IN {ids:Array(String)}")
+        params["ids"] = list(distinct_ids)
+    where = " AND ".join(conditions)
+    cursor: tuple[datetime, str] | None = None
+    while True:
+        page_where = where
+        if cursor is not None:
+            page_where += (
+                " AND (timestamp, toString(event_id)) > "
+                "({after_ts:DateTime64(3, 'UTC')}, {after_id:String})"
+            )
+            params["after_ts"], params["after_id"] = cursor
+        result = store.query(
+            f"SELECT {_SELECT} FROM events FINAL WHERE {page_where} "
+            "ORDER BY timestamp, toString(event_id) LIMIT {limit:UInt32}",
+            params,
+        )
+        rows = result.dicts()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < PAGE_ROWS:
+            return
+        last = rows[-1]
+        cursor = (last["timestamp"], str(last["event_id"]))
+
+
+def expired_count(store: EventStore, *, project_id: str, before: datetime) -> int:
+    result = store.query(
+        "SELECT count() FROM events WHERE project_id = {project_id:UUID} "
+        "AND timestamp < {before:DateTime64(3, 'UTC')}",
+        {"project_id": project_id, "before": before},
+    )
+    return int(result.scalar() or 0)
+
+
+def delete_expired(store: EventStore, *, project_id: str, before: datetime) -> None:
+    store.command(
+        "DELETE FROM events WHERE project_id = {project_id:UUID} "
+        "AND timestamp < {before:DateTime64(3, 'UTC')}",
+        {"project_id": project_id, "before": before},
+    )

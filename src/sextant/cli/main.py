@@ -117,6 +117,10 @@ def _add_domain_commands() -> None:
 
     app.add_typer(user_app, name="user")
     app.add_typer(key_app, name="key")
+    from sextant.governance import cli as governance_cli
+
+    app.command("export")(governance_cli.export)
+    app.command("retention")(governance_cli.retention)
 
 
 _add_domain_commands()

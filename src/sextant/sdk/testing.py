@@ -179,7 +179,7 @@ class SextantServer:
             if response.status_code != 200:
                 raise RuntimeError(f"events query: {response.status_code} {response.text}")
             body = response.json()
-            events = [event for event in body.get("events", []) if predicate(event)]
+            events = [event for event in body.get("results", []) if predicate(event)]
             if len(events) >= expected or time.monotonic() > deadline:
                 return events
             time.sleep(0.2)

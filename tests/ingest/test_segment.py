@@ -1,0 +1,119 @@
+"""Segment HTTP Tracking API: `/v1/track|identify|page|screen|group|alias|batch`."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def test_every_call_type_with_basic_auth(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    calls = {
+        "track": {"userId": "u1", "event": "Order Completed", "properties": {"total": 9.5}},
+        "identify": {"userId": "u1", "anonymousId": "a1", "traits": {"email": "u1@example.com"}},
+        "page": {
+            "anonymousId": "a1",
+            "name": "Pricing",
+            "properties": {"url": "https://shop.example/pricing", "referrer": "https://t.co/x"},
+        },
+        "screen": {"userId": "u1", "name": "Home"},
+        "group": {"userId": "u1", "groupId": "acme", "traits": {"plan": "team"}},
+        "alias": {"previousId": "old-id", "userId": "u1"},
+    }
+    for kind, body in calls.items():
+        response = client.post(f"/v1/{kind}", json=body, headers=basic(write_key))
+        assert response.status_code == 200, (kind, response.text)
+        assert response.json()["success"] is True
+    rows = {r["type"]: r for r in stored.events(project["id"])}
+    assert set(rows) == set(calls)
+    assert rows["track"]["event"] == "Order Completed"
+    assert orjson.loads(rows["track"]["properties"]) == {"total": 9.5}
+    assert rows["identify"]["event"] == "$identify"
+    assert orjson.loads(rows["identify"]["properties"]) == {"$traits": {"email": "u1@example.com"}}
+    assert (rows["page"]["event"], rows["page"]["title"]) == ("$pageview", "Pricing")
+    assert (rows["page"]["host"], rows["page"]["path"]) == ("shop.example", "/pricing")
+    assert rows["page"]["referrer_domain"] == "t.co"
+    assert (rows["screen"]["event"], rows["screen"]["title"]) == ("$screen", "Home")
+    assert orjson.loads(rows["group"]["properties"]) == {
+        "$group_id": "acme",
+        "$traits": {"plan": "team"},
+    }
+    assert rows["alias"]["event"] == "$alias"
+    assert stored.aliases(project["id"]) == {"a1": "u1", "old-id": "u1"}
+
+
+def test_batch_with_write_key_in_body_and_merged_context(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    payload = {
+        "writeKey": write_key,
+        "sentAt": dt.datetime.now(dt.UTC).isoformat(),
+        "context": {"locale": "fr-FR", "ip": "81.2.69.160"},
+        "batch": [
+            {"type": "track", "event": "A", "userId": "u1", "messageId": "m-a"},
+            {
+                "type": "track",
+                "event": "B",
+                "userId": "u1",
+                "messageId": "m-b",
+                "context": {"locale": "de-DE"},
+            },
+            {"event": "no type", "userId": "u1"},
+        ],
+    }
+    response = client.post("/v1/batch", json=payload)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 2
+    assert body["rejected"] == [{"index": 2, "errors": ["type: required"]}]
+    rows = {r["message_id"]: r for r in stored.events(project["id"])}
+    assert rows["m-a"]["locale"] == "fr-FR"
+    assert rows["m-b"]["locale"] == "de-DE"  # the item's own context wins
+    assert rows["m-a"]["country"] == rows["m-b"]["country"] == "GB"
+
+
+def test_segment_size_limits_answer_400(client: TestClient, write_key: str) -> None:
+    big_event = {"userId": "u", "event": "x", "properties": {"blob": "x" * 33_000}}
+    response = client.post("/v1/track", json=big_event, headers=basic(write_key))
+    assert response.status_code == 400
+    assert "32 KB" in response.json()["error"]["message"]
+    item = {"type": "track", "userId": "u", "event": "x", "properties": {"blob": "x" * 20_000}}
+    big_batch = {"batch": [item] * 26}  # ~520 KB
+    response = client.post("/v1/batch", json=big_batch, headers=basic(write_key))
+    assert response.status_code == 400
+    assert "500 KB" in response.json()["error"]["message"]
+    oversized_item = {
+        "batch": [
+            {"type": "track", "userId": "u", "event": "x", "properties": {"b": "x" * 40_000}},
+            {"type": "track", "userId": "u", "event": "ok"},
+        ]
+    }
+    response = client.post("/v1/batch", json=oversized_item, headers=basic(write_key))
+    assert response.status_code == 200
+    assert response.json()["rejected"][0]["index"] == 0
+
+
+def test_segment_auth_failures(client: TestClient) -> None:
+    response = client.post("/v1/track", json={"userId": "u", "event": "x"})
+    assert response.status_code == 401
+    response = client.post(
+        "/v1/track", json={"userId": "u", "event": "x"}, headers={"Authorization": "Basic !!"}
+    )
+    assert response.status_code == 401
+    response = client.post("/v1/track", json={"userId": "u", "event": "x", "writeKey": "nope"})
+    assert response.status_code == 401
+
+
+def test_single_segment_call_without_ids_is_400(client: TestClient, write_key: str) -> None:
+    response = client.post("/v1/track", json={"event": "x"}, headers=basic(write_key))
+    assert response.status_code == 400
+    assert "anonymous_id" in response.json()["error"]["message"]

@@ -229,3 +229,80 @@ def test_retention_deletes_only_expired_events_of_that_project(
         "SELECT event FROM events FINAL WHERE project_id = {p:UUID}", {"p": project["id"]}
     ).rows
     assert names == (("recent",),)
+
+
+def project_rows(client: TestClient, project_id: str) -> int:
+    store = client.app.state.events  # type: ignore[attr-defined]
+    return int(
+        store.query(
+            "SELECT count() FROM events WHERE project_id = {p:UUID}", {"p": project_id}
+        ).scalar()
+    )
+
+
+def test_deleting_a_project_deletes_its_events_and_keys(
+    client: TestClient,
+    auth: dict[str, Any],
+    org: dict[str, Any],
+    project: dict[str, Any],
+    write_key: str,
+) -> None:
+    other = client.post(
+        "/api/v1/projects", json={"org_id": org["id"], "name": "Other"}, headers=auth["headers"]
+    ).json()
+    other_key = client.post(
+        f"/api/v1/projects/{other['id']}/keys",
+        json={"name": "w", "kind": "write"},
+        headers=auth["headers"],
+    ).json()["secret"]
+    send(client, write_key, [{"event": "a", "user_id": "x"}, {"event": "b", "user_id": "y"}])
+    send(client, other_key, [{"event": "c", "user_id": "z"}])
+
+    assert (
+        client.delete(f"/api/v1/projects/{project['id']}", headers=auth["headers"]).status_code
+        == 204
+    )
+    assert project_rows(client, project["id"]) == 0
+    assert project_rows(client, other["id"]) == 1
+    gone = client.post(
+        "/api/v1/events", json={"event": "late", "user_id": "x"}, headers={"X-API-Key": write_key}
+    )
+    assert gone.status_code == 401
+
+
+def test_deleting_an_org_deletes_the_events_of_all_its_projects(
+    client: TestClient,
+    auth: dict[str, Any],
+    org: dict[str, Any],
+    project: dict[str, Any],
+    write_key: str,
+) -> None:
+    send(client, write_key, [{"event": "a", "user_id": "x"}])
+    assert client.delete(f"/api/v1/orgs/{org['id']}", headers=auth["headers"]).status_code == 204
+    assert project_rows(client, project["id"]) == 0
+
+
+def test_retention_pass_purges_events_of_projects_that_no_longer_exist(client: TestClient) -> None:
+    import uuid
+
+    app = client.app
+    store = app.state.events  # type: ignore[attr-defined]
+    orphan = str(uuid.uuid4())
+    store.insert(
+        "events",
+        [
+            [
+                orphan,
+                str(uuid.uuid4()),
+                "m-orphan",
+                "track",
+                "ghost",
+                datetime.now(UTC),
+                datetime.now(UTC),
+            ]
+        ],
+        ["project_id", "event_id", "message_id", "type", "event", "timestamp", "received_at"],
+    )
+    assert project_rows(client, orphan) == 1
+    apply_retention(store, app.state.db)  # type: ignore[attr-defined]
+    assert project_rows(client, orphan) == 0

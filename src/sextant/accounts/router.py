@@ -34,7 +34,9 @@ from sextant.accounts.schemas import (
     UserUpdate,
     error_responses,
 )
-from sextant.core.deps import RateLimiterDep, SessionDep, SettingsDep
+from sextant.core.deps import EventStoreDep, RateLimiterDep, SessionDep, SettingsDep
+from sextant.governance.service import purge_projects
+from sextant.projects.dependencies import KeyResolverDep
 
 auth_router = APIRouter(
     prefix="/api/v1/auth", tags=["auth"], responses=error_responses(400, 401, 403, 422, 429)
@@ -253,10 +255,18 @@ def update_org(org_id: str, body: OrgUpdate, user: CurrentUserDep, session: Sess
 
 
 @orgs_router.delete("/{org_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_org(org_id: str, user: CurrentUserDep, session: SessionDep) -> Response:
-    """Delete an organisation with all its projects and keys (owner only)."""
+def delete_org(
+    org_id: str,
+    user: CurrentUserDep,
+    session: SessionDep,
+    store: EventStoreDep,
+    resolver: KeyResolverDep,
+) -> Response:
+    """Delete an organisation with all its projects, keys and events (owner only)."""
     access = service.get_org_access(session, user=user, org_id=org_id)
-    service.delete_org(session, access=access)
+    for project_id in service.delete_org(session, access=access):
+        resolver.invalidate_project(project_id)
+        purge_projects(store, [project_id])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,7 @@ from sextant.core.security import (
     passwords,
     random_token,
 )
+from sextant.projects.models import Project
 
 log = structlog.get_logger("sextant.accounts")
 
@@ -363,11 +365,16 @@ def rename_org(session: Session, *, access: OrgAccess, name: str) -> OrgAccess:
     return access
 
 
-def delete_org(session: Session, *, access: OrgAccess) -> None:
+def delete_org(session: Session, *, access: OrgAccess) -> list[str]:
+    """Delete the organisation and (by cascade) its projects; returns those project ids."""
     access.require(Permission.DELETE_ORG)
+    project_ids = list(
+        session.scalars(select(Project.id).where(Project.org_id == access.org.id)).all()
+    )
     session.delete(access.org)
     session.commit()
-    log.info("org_deleted", org_id=access.org.id)
+    log.info("org_deleted", org_id=access.org.id, projects=len(project_ids))
+    return project_ids
 
 
 def list_members(session: Session, *, access: OrgAccess) -> list[tuple[Membership, User]]:

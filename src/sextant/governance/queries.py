@@ -169,6 +169,16 @@ def iter_event_pages(
         cursor = (last["timestamp"], str(last["event_id"]))
 
 
+def delete_project_rows(store: EventStore, *, project_id: str) -> None:
+    params = {"project_id": project_id}
+    store.command("DELETE FROM events WHERE project_id = {project_id:UUID}", params)
+    store.command("DELETE FROM person_aliases WHERE project_id = {project_id:UUID}", params)
+
+
+def stored_project_ids(store: EventStore) -> set[str]:
+    return {str(row[0]) for row in store.query("SELECT DISTINCT project_id FROM events").rows}
+
+
 def expired_count(store: EventStore, *, project_id: str, before: datetime) -> int:
     result = store.query(
         "SELECT count() FROM events WHERE project_id = {project_id:UUID} "

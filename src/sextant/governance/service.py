@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -109,14 +109,27 @@ def export_events(
     return _serialise(pages, fmt)
 
 
+def purge_projects(store: EventStore, project_ids: Sequence[str]) -> None:
+    """Delete every event of projects that were deleted from the control plane."""
+    for project_id in project_ids:
+        queries.delete_project_rows(store, project_id=project_id)
+        log.info("project_events_purged", project_id=project_id)
+
+
 def apply_retention(
     store: EventStore, db: Database, *, now: datetime | None = None
 ) -> dict[str, int]:
-    """Delete events older than each project's retention period; returns rows per project."""
+    """Delete events older than each project's retention period; returns rows per project.
+
+    Also purges the events of projects that no longer exist (deleted in another process,
+    or with their organisation).
+    """
     now = now or datetime.now(UTC)
     with db.session() as session:
         projects = session.execute(select(Project.id, Project.retention_days)).all()
     deleted: dict[str, int] = {}
+    known = {str(project_id) for project_id, _ in projects}
+    purge_projects(store, sorted(queries.stored_project_ids(store) - known))
     for project_id, retention_days in projects:
         cutoff = now - timedelta(days=int(retention_days))
         expired = queries.expired_count(store, project_id=project_id, before=cutoff)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from sextant.accounts.dependencies import CurrentUserDep, get_current_user
 from sextant.accounts.schemas import error_responses
-from sextant.core.deps import SessionDep
+from sextant.core.deps import EventStoreDep, SessionDep
 from sextant.projects import service
 from sextant.projects.dependencies import KeyResolverDep
 from sextant.projects.models import ApiKey, KeyKind, Project
@@ -114,11 +114,18 @@ def update_project(
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_project(
-    project_id: str, user: CurrentUserDep, session: SessionDep, resolver: KeyResolverDep
+    project_id: str,
+    user: CurrentUserDep,
+    session: SessionDep,
+    resolver: KeyResolverDep,
+    store: EventStoreDep,
 ) -> Response:
-    """Delete a project and its API keys (owner, admin). Its keys stop working at once."""
+    """Delete a project, its API keys and all its events (owner, admin).
+
+    Its keys stop working at once. This cannot be undone.
+    """
     access = service.get_project_access(session, user=user, project_id=project_id)
-    service.delete_project(session, access=access, resolver=resolver)
+    service.delete_project(session, access=access, resolver=resolver, store=store)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -14,7 +14,9 @@ from sextant.accounts.models import Role, User
 from sextant.accounts.permissions import Permission, can, describe
 from sextant.core.db import utcnow
 from sextant.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from sextant.core.eventstore import EventStore
 from sextant.core.security import hash_token, random_alphanumeric
+from sextant.governance.service import purge_projects
 from sextant.projects import repository
 from sextant.projects.dependencies import (
     KEY_PREFIXES,
@@ -128,13 +130,16 @@ def update_project(
     return access
 
 
-def delete_project(session: Session, *, access: ProjectAccess, resolver: KeyResolver) -> None:
-    """Delete a project and its keys. Its keys stop working at once in this process."""
+def delete_project(
+    session: Session, *, access: ProjectAccess, resolver: KeyResolver, store: EventStore
+) -> None:
+    """Delete a project, its keys and its events. Its keys stop working at once here."""
     access.require(Permission.MANAGE_PROJECTS)
     project_id = access.project.id
     session.delete(access.project)
     session.commit()
     resolver.invalidate_project(project_id)
+    purge_projects(store, [project_id])
     log.info("project_deleted", project_id=project_id)
 
 

@@ -251,24 +251,55 @@ class Writer:
             self.stats.failed_flushes += 1
             self.stats.last_error = str(exc)
             log.error("ingest_flush_failed", events=len(rows), error=str(exc))
-            error = ServiceUnavailable(
-                "the event store did not accept the events; retry", retry_after=1
-            )
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
-                # Retrieve it so an abandoned (disconnected) request does not log a warning.
-                item.future.exception()
+            if len(batch) > 1:
+                # One request's rows must not fail everyone's: store each request on its own.
+                for item in batch:
+                    await self._flush_alone(item)
+            else:
+                self._fail(batch)
             return
         FLUSHES.labels("ok").inc()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
+        self._done(batch, seen, rows, links)
+
+    async def _flush_alone(self, item: _Pending) -> None:
+        links = {(p, d): (p, d, person, item.received_ms) for p, d, person in item.aliases}
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._executor, self._insert, item.rows, list(links.values())
+            )
+        except Exception as exc:
+            log.error("ingest_request_insert_failed", events=len(item.rows), error=str(exc))
+            self._fail([item])
+            return
+        self._done([item], set(item.keys), item.rows, links)
+
+    @staticmethod
+    def _fail(batch: list[_Pending]) -> None:
+        error = ServiceUnavailable(
+            "the event store did not accept the events; retry", retry_after=1
+        )
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
+            # Retrieve it so an abandoned (disconnected) request does not log a warning.
+            item.future.exception()
+
+    def _done(
+        self,
+        batch: list[_Pending],
+        keys: set[str],
+        rows: list[bytes],
+        links: dict[tuple[str, str], tuple[str, str, str, int]],
+    ) -> None:
         EVENTS_WRITTEN.inc(len(rows))
         self.stats.flushes += 1
         self.stats.written += len(rows)
         if len(self.stats.flush_sizes) < 10_000:
             self.stats.flush_sizes.append(len(rows))
         recent = self._recent
-        for key in seen:
+        for key in keys:
             recent.add(key)
         for project_id, distinct_id, person_id, _ in links.values():
             self._aliases_written.add((project_id, distinct_id, person_id))

@@ -1,0 +1,115 @@
+"""Group-commit writer against the session's chDB store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from sextant.core.errors import ServiceUnavailable
+from sextant.ingest.event import format_ms
+from sextant.ingest.writer import Writer
+
+NOW_MS = 1_767_225_600_000
+
+
+def rows(project_id: str, n: int, prefix: str = "m") -> list[dict[str, Any]]:
+    return [
+        {
+            "project_id": project_id,
+            "event_id": uuid.uuid4().hex,
+            "message_id": f"{prefix}-{i}",
+            "type": "track",
+            "event": "e",
+            "timestamp": format_ms(NOW_MS + i),
+            "received_at": format_ms(NOW_MS + i),
+            "distinct_id": "d",
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def store(app: FastAPI, client: Any) -> Any:
+    return app.state.events
+
+
+def count(store: Any, project_id: str) -> int:
+    return int(
+        store.query(
+            "SELECT count() FROM events WHERE project_id = {p:UUID}", {"p": project_id}
+        ).scalar()
+    )
+
+
+async def test_concurrent_requests_share_one_flush(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=60_000, flush_max_events=50, buffer_max_events=1000)
+    writer.start()
+    try:
+        results = await asyncio.gather(
+            *(writer.write(project_id, rows(project_id, 1, f"r{i}")) for i in range(50))
+        )
+    finally:
+        await writer.close()
+    assert all(r.written == 1 for r in results)
+    assert writer.stats.flushes == 1  # 50 requests, one insert: the buffer filled up
+    assert writer.stats.flush_sizes == [50]
+    assert count(store, project_id) == 50
+
+
+async def test_shutdown_flushes_everything_buffered(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=600_000, flush_max_events=10_000, buffer_max_events=10)
+    writer.start()
+    pending = asyncio.gather(
+        *(writer.write(project_id, rows(project_id, 2, f"s{i}")) for i in range(3))
+    )
+    await asyncio.sleep(0.05)
+    assert writer.buffered == 6
+    assert count(store, project_id) == 0  # still waiting for the (10 minute) interval
+    await writer.close()
+    await pending
+    assert count(store, project_id) == 6
+    with pytest.raises(ServiceUnavailable):
+        await writer.write(project_id, rows(project_id, 1, "late"))
+
+
+async def test_a_failing_request_does_not_fail_the_others(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=60_000, flush_max_events=3, buffer_max_events=100)
+    writer.start()
+    bad = rows(project_id, 1, "bad")
+    bad[0]["project_id"] = "not-a-uuid"  # the store refuses the block
+    try:
+        results = await asyncio.gather(
+            writer.write(project_id, rows(project_id, 1, "good-a")),
+            writer.write(project_id, bad),
+            writer.write(project_id, rows(project_id, 1, "good-b")),
+            return_exceptions=True,
+        )
+    finally:
+        await writer.close()
+    assert isinstance(results[1], ServiceUnavailable)
+    assert results[1].headers["Retry-After"] == "1"
+    assert not isinstance(results[0], BaseException)
+    assert not isinstance(results[2], BaseException)
+    assert count(store, project_id) == 2
+    assert writer.stats.failed_flushes == 1
+
+
+async def test_buffer_limit_refuses_instead_of_growing(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=600_000, flush_max_events=10_000, buffer_max_events=5)
+    writer.start()
+    first = asyncio.ensure_future(writer.write(project_id, rows(project_id, 4, "a")))
+    await asyncio.sleep(0.01)
+    with pytest.raises(ServiceUnavailable) as refused:
+        await writer.write(project_id, rows(project_id, 2, "b"))
+    assert "buffer is full" in refused.value.message
+    await writer.close()
+    await first
+    assert count(store, project_id) == 4

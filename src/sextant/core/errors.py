@@ -100,9 +100,9 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     details = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ())]
-        details.append(
-            {"field": ".".join(loc), "message": err.get("msg", ""), "type": err.get("type", "")}
-        )
+        # Our own validators raise ValueError; pydantic prefixes those with "Value error, ".
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        details.append({"field": ".".join(loc), "message": message, "type": err.get("type", "")})
     return details
 
 

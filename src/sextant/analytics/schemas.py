@@ -110,6 +110,21 @@ def check_property(name: str) -> str:
     )
 
 
+def _is_number(value: object) -> bool:
+    """Numbers, or numeric text (big integers such as wei amounts travel as strings)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
 PropertyName = Annotated[str, Field(min_length=1, max_length=300)]
 
 
@@ -142,9 +157,7 @@ class Filter(_Model):
                 raise ValueError(f"filter on {self.property!r}: at most 1000 values")
         elif isinstance(self.value, list):
             raise ValueError(f"filter on {self.property!r}: op {self.op!r} takes one value")
-        if self.op in ("gt", "gte", "lt", "lte") and (
-            isinstance(self.value, bool) or not isinstance(self.value, int | float)
-        ):
+        if self.op in ("gt", "gte", "lt", "lte") and not _is_number(self.value):
             raise ValueError(f"filter on {self.property!r}: op {self.op!r} needs a number")
         return self
 

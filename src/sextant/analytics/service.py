@@ -633,7 +633,7 @@ class AnalyticsService:
         # Deltas before the first label accumulate first.
         for kind in ("w", "m"):
             running[kind] = sum(v for d, v in deltas[kind].items() if d < labels[0])
-        data = []
+        data: list[dict[str, Any]] = []
         for label in labels:
             wau = running["w"] + deltas["w"].get(label, 0)
             mau = running["m"] + deltas["m"].get(label, 0)

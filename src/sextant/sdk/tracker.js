@@ -98,7 +98,7 @@
     });
     var api_ = {
       track: safe(function (name, props) {
-        send("track", { event: String(name), properties: props || {} });
+        if (name) send("track", { event: String(name), properties: props || {} });
       }),
       identify: safe(function (userId, traits) {
         if (userId != null) store("localStorage", "sx_uid", String(userId));

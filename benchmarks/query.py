@@ -186,7 +186,8 @@ def pg_reports(start: datetime, end: datetime) -> dict[str, list[str]]:
                  ON e.project_id = '{PROJECT}' AND e.distinct_id = s2.distinct_id
                  AND e.event = 'purchase' AND e.timestamp > s2.t2
                  AND e.timestamp <= s2.t1 + interval '1 day' GROUP BY 1)
-            SELECT (SELECT count(*) FROM s1), (SELECT count(*) FROM s2), (SELECT count(*) FROM s3)"""
+            SELECT (SELECT count(*) FROM s1), (SELECT count(*) FROM s2),
+                   (SELECT count(*) FROM s3)"""
         ],
         "retention": [
             f"""WITH firsts AS (SELECT distinct_id,
@@ -204,7 +205,8 @@ def pg_reports(start: datetime, end: datetime) -> dict[str, list[str]]:
             f"SELECT {day}, count(DISTINCT distinct_id) FROM events WHERE {w} GROUP BY 1 ORDER BY 1"
         ],
         "API p95": [
-            f"""SELECT http_method, http_route, count(*), count(*) FILTER (WHERE http_status >= 400),
+            f"""SELECT http_method, http_route, count(*),
+                count(*) FILTER (WHERE http_status >= 400),
                 avg(duration_ms), percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)
             FROM events WHERE {w} AND type = 'api' GROUP BY 1, 2 ORDER BY 3 DESC"""
         ],

@@ -78,9 +78,9 @@ def ts(text: str) -> datetime:
 class Dataset:
     """One fresh project: add events and aliases, then query it through the service."""
 
-    def __init__(self, store: EventStore, tz: str = "UTC") -> None:
+    def __init__(self, store: EventStore, tz: str = "UTC", project_id: str | None = None) -> None:
         self.store = store
-        self.project_id = str(uuid.uuid4())
+        self.project_id = project_id or str(uuid.uuid4())
         self.ctx = ProjectContext(
             project_id=self.project_id,
             org_id=str(uuid.uuid4()),
@@ -152,7 +152,7 @@ def store(client: TestClient, app: FastAPI) -> EventStore:
 
 @pytest.fixture
 def dataset(store: EventStore) -> Callable[..., Dataset]:
-    def factory(tz: str = "UTC") -> Dataset:
-        return Dataset(store, tz)
+    def factory(tz: str = "UTC", project_id: str | None = None) -> Dataset:
+        return Dataset(store, tz, project_id)
 
     return factory

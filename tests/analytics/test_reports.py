@@ -51,7 +51,8 @@ def test_funnel_out_of_order_and_out_of_window(dataset: Factory) -> None:
     # Times to convert: step 2 = A 600 s, D 1800 s, F 7200 s -> median 1800; step 3 = A 600.
     assert s[1]["median_seconds_to_convert"] == 1800.0
     assert s[2]["median_seconds_to_convert"] == 600.0
-    assert out["cached"] is False and out["date_from"].startswith("2026-11-01T00:00:00")
+    assert out["cached"] is False
+    assert out["date_from"].startswith("2026-11-01T00:00:00")
 
     # Any order: B's earlier signup now counts (within 1 h of the page view).
     anyorder = d.query({**body, "order": "any"})
@@ -175,8 +176,10 @@ def test_api_percentiles_and_error_rates(dataset: Factory) -> None:
     )
     s = out["summary"]
     assert s["request_count"] == 10
-    assert s["error_count"] == 2 and s["error_rate"] == 20.0
-    assert s["server_error_count"] == 1 and s["server_error_rate"] == 10.0
+    assert s["error_count"] == 2
+    assert s["error_rate"] == 20.0
+    assert s["server_error_count"] == 1
+    assert s["server_error_rate"] == 10.0
     # Linear interpolation between order statistics of 10..100.
     assert (s["avg"], s["p50"], s["p95"], s["p99"], s["max"]) == (
         55.0,
@@ -192,7 +195,8 @@ def test_api_percentiles_and_error_rates(dataset: Factory) -> None:
         ("/v1/items", 6),
     ]
     assert out["endpoints"][0]["p95"] == pytest.approx(98.5)
-    assert len(out["series"]) == 60 and sum(p["request_count"] for p in out["series"]) == 10
+    assert len(out["series"]) == 60
+    assert sum(p["request_count"] for p in out["series"]) == 10
 
 
 def test_trend_median_and_sum_of_a_property(dataset: Factory) -> None:
@@ -282,7 +286,8 @@ def test_compare_with_an_empty_previous_period(dataset: Factory) -> None:
     assert again["series"][0]["compare"]["change"] == "up"
 
     summary = d.run(SummaryQuery(date_from="2026-11-15", date_to="2026-11-16"))
-    assert summary["total_events"] == 2 and summary["unique_users"] == 2
+    assert summary["total_events"] == 2
+    assert summary["unique_users"] == 2
     assert summary["comparison"]["total_events"]["previous"] == 1
 
 
@@ -470,7 +475,8 @@ def test_summary_dimensions_with_previous(dataset: Factory) -> None:
         ("/", 1, 1),
         ("/docs", 1, 0),
     ]
-    assert out["browsers"][0]["value"] == "Chrome" and out["browsers"][0]["events"] == 3
+    assert out["browsers"][0]["value"] == "Chrome"
+    assert out["browsers"][0]["events"] == 3
     assert {u["value"] for u in out["utm_sources"]} == {"", "hn"}
 
 

@@ -614,3 +614,64 @@ def test_all_time_starts_at_the_first_event(dataset: Factory) -> None:
     out = d.query({"kind": "trends", "date_from": "all", "interval": "month"})
     assert out["date_from"].startswith("2026-09-03T00:00:00")
     assert _series(out) == {"2026-09-01": 1, "2026-10-01": 0, "2026-11-01": 0}
+
+
+@pytest.mark.parametrize("merged", [True, False])
+def test_every_measure_with_and_without_merged_persons(dataset: Factory, merged: bool) -> None:
+    d = dataset()
+    if merged:  # two-phase plan: per distinct id, then mapped to persons
+        d.alias("anon", "user")
+    persons = 2 if merged else 3
+    rows = [
+        ("anon", "s1", 10.0, "2026-11-10 10:00:00"),
+        ("user", "s1", 30.0, "2026-11-10 11:00:00"),
+    ]
+    rows += [
+        ("other", "s2", 20.0, "2026-11-11 10:00:00"),
+        ("other", "", 40.0, "2026-11-11 11:00:00"),
+    ]
+    for who, session, ms, at in rows:
+        d.track("req", who, at, session_id=session, duration_ms=ms, tx_value=int(ms) * 10**20)
+    measures = ["total", "unique_persons", "sessions"]
+    numeric = ["sum", "avg", "min", "max", "median", "p90"]
+    series = [{"measure": m} for m in measures] + [
+        {"measure": m, "property": "duration_ms"} for m in numeric
+    ]
+    series.append({"measure": "max", "property": "tx_value"})
+    out = d.query(
+        {
+            "kind": "trends",
+            "date_from": "2026-11-10",
+            "date_to": "2026-11-12",
+            "interval": "day",
+            "series": series,
+        }
+    )
+    totals = [s["total"] for s in out["series"]]
+    assert totals == [
+        4,
+        persons,
+        2,
+        100.0,
+        25.0,
+        10.0,
+        40.0,
+        25.0,
+        pytest.approx(37.0),
+        str(40 * 10**20),
+    ]
+    first_day = [s["data"][0]["value"] for s in out["series"]]
+    assert first_day == [
+        2,
+        1,
+        1,
+        40.0,
+        20.0,
+        10.0,
+        30.0,
+        20.0,
+        pytest.approx(28.0),
+        str(30 * 10**20),
+    ]
+    empty_day = [s["data"][2]["value"] for s in out["series"]]
+    assert empty_day == [0, 0, 0, 0, None, None, None, None, None, None]

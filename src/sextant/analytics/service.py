@@ -384,7 +384,7 @@ class AnalyticsService:
             g = int(row["g"])
             if g == (1 << n) - 1:
                 out["total_events"] = int(row["events"])
-                out["unique_users"] = int(row["exact_persons"])
+                out["unique_users"] = int(row["persons"])
                 continue
             # grouping() sets a bit for every argument NOT in the current grouping set.
             for i in range(n):

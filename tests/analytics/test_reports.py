@@ -663,7 +663,7 @@ def test_every_measure_with_and_without_merged_persons(dataset: Factory, merged:
     first_day = [s["data"][0]["value"] for s in out["series"]]
     assert first_day == [
         2,
-        1,
+        persons - 1,
         1,
         40.0,
         20.0,

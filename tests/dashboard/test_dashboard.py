@@ -7,6 +7,7 @@ import json
 import re
 from urllib.parse import quote
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
@@ -101,6 +102,16 @@ def test_report_pages_render_seeded_data(
 
     page.goto(f"{base}/live")
     expect(page.locator(".live-count")).to_have_text(re.compile(r"\d"))
+    expect(page.get_by_text("connected", exact=True)).to_be_visible()
+    sent = httpx.post(
+        f"{dashboard_server.url}/api/v1/events",
+        headers={"X-API-Key": seeded.write_key},
+        json={"event": "live_probe", "anonymous_id": "live-visitor", "properties": {"n": 1}},
+        timeout=30,
+    )
+    assert sent.status_code == 202, sent.text
+    expect(page.locator(".stream li strong", has_text="live_probe")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("1 event since you opened this page")).to_be_visible()
     screenshot(page, "live")
 
     page.goto(f"{base}/settings")

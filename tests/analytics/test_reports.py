@@ -675,3 +675,19 @@ def test_every_measure_with_and_without_merged_persons(dataset: Factory, merged:
     ]
     empty_day = [s["data"][2]["value"] for s in out["series"]]
     assert empty_day == [0, 0, 0, 0, None, None, None, None, None, None]
+
+
+def test_merged_persons_in_retention_active_users_and_paths(dataset: Factory) -> None:
+    d = dataset()
+    d.track("$pageview", "anon-9", "2026-11-01 10:00:00")
+    d.track("signup", "user-9", "2026-11-02 10:00:00")
+    rng = {"date_from": "2026-11-01", "date_to": "2026-11-03"}
+    before = d.query({"kind": "retention", "periods": 2, **rng})
+    assert [c["values"] for c in before["cohorts"]][:2] == [[1, 0, 0], [1, 0, 0]]
+    d.alias("anon-9", "user-9")
+    after = d.query({"kind": "retention", "periods": 2, **rng})
+    assert [c["values"] for c in after["cohorts"]][:2] == [[1, 1, 0], [0, 0, 0]]
+    active = d.query({"kind": "active_users", **rng})
+    assert [(p["dau"], p["wau"]) for p in active["data"]] == [(1, 1), (1, 1), (0, 1)]
+    paths = d.query({"kind": "paths", "event": "$pageview", **rng})
+    assert paths["paths"] == [{"path": ["signup"], "count": 1}]

@@ -579,16 +579,23 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
     start_cond = event_condition(query.start_event, [], params)
     return_cond = event_condition(query.return_event, [], params)
     unit = query.interval
-    first_src = Source(scope, params, None, query.filters, persons=True, end=rng.end)
-    act_src = Source(scope, params, rng, query.filters, persons=True, extra=[return_cond])
+    first_src = Source(scope, params, None, query.filters, end=rng.end)
+    act_src = Source(scope, params, rng, query.filters, extra=[return_cond])
     lo = params.bind(_ts(rng.start), UTC64)
-    firsts = first_src.sql(
-        f"{first_src.person} AS person, min(e.timestamp) AS first_ts",
-        f"AND {start_cond} GROUP BY person HAVING first_ts >= {lo}",
+    first_from, first_person = first_src.mapped(
+        first_src.sql(
+            "e.distinct_id AS did, min(e.timestamp) AS first_ts",
+            f"AND {start_cond} GROUP BY did",
+        )
     )
-    acts = act_src.sql(
-        f"DISTINCT {act_src.person} AS person, toDate(e.timestamp, {{tz:String}}) AS day"
+    firsts = (
+        f"SELECT {first_person} AS person, min(i.first_ts) AS first_ts FROM {first_from} "
+        f"GROUP BY person HAVING first_ts >= {lo}"
     )
+    act_from, act_person = act_src.mapped(
+        act_src.sql("DISTINCT e.distinct_id AS did, toDate(e.timestamp, {tz:String}) AS day")
+    )
+    acts = f"SELECT DISTINCT {act_person} AS person, i.day AS day FROM {act_from}"
     cohort = _PERIOD_START[unit].format(x="f.first_ts")
     period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].format(x='a.day')})"
     last_day = params.bind(
@@ -623,7 +630,9 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
 # -- active users ----------------------------------------------------------------------------
 
 
-def compile_active_users(*, scope: Scope, rng: TimeRange, lookback_start: datetime) -> Compiled:
+def compile_active_users(
+    *, scope: Scope, rng: TimeRange, filters: list[FilterItem], lookback_start: datetime
+) -> Compiled:
     """DAU plus coverage deltas for 7- and 30-day windows (summed into WAU/MAU in Python).
 
     A person active on day a counts for WAU on days a..a+6. Per person, consecutive
@@ -631,12 +640,19 @@ def compile_active_users(*, scope: Scope, rng: TimeRange, lookback_start: dateti
     where it ends; a running sum over days then gives the exact WAU/MAU.
     """
     params = Params()
-    src = Source(scope, params, rng, [], persons=True, start=lookback_start)
-    days = src.sql(
-        f"{src.person} AS person, arraySort(groupUniqArray(toDate(e.timestamp, {{tz:String}}))) "
-        "AS days",
-        "GROUP BY person",
+    src = Source(scope, params, rng, filters, start=lookback_start)
+    per_id = src.sql(
+        "e.distinct_id AS did, groupUniqArray(toDate(e.timestamp, {tz:String})) AS ds",
+        "GROUP BY did",
     )
+    if scope.has_aliases:
+        from_, person = src.mapped(per_id)
+        days = (
+            f"SELECT {person} AS person, arraySort(arrayDistinct(arrayFlatten(groupArray(i.ds)))) "
+            f"AS days FROM {from_} GROUP BY person"
+        )
+    else:
+        days = f"SELECT did AS person, arraySort(ds) AS days FROM ({per_id})"
 
     def deltas(kind: str, width: int) -> str:
         starts = (
@@ -662,13 +678,18 @@ def compile_active_users(*, scope: Scope, rng: TimeRange, lookback_start: dateti
 
 def compile_paths(*, scope: Scope, rng: TimeRange, query: PathsQuery) -> Compiled:
     params = Params()
-    src = Source(scope, params, rng, query.filters, persons=True)
+    src = Source(scope, params, rng, query.filters)
     target = params.bind(query.event, "String")
     depth = int(query.depth)
-    per_person = src.sql(
-        f"{src.person} AS person, arrayMap(x -> x.2, arraySort(x -> x.1, "
-        "groupArray((e.timestamp, toString(e.event))))) AS evs",
-        "GROUP BY person",
+    from_, person = src.mapped(
+        src.sql(
+            "e.distinct_id AS did, groupArray((e.timestamp, toString(e.event))) AS evs",
+            "GROUP BY did",
+        )
+    )
+    per_person = (
+        f"SELECT {person} AS person, arrayMap(x -> x.2, arraySort(x -> x.1, "
+        f"arrayFlatten(groupArray(i.evs)))) AS evs FROM {from_} GROUP BY person"
     )
     if query.direction == "next":
         seq = f"arraySlice(evs, i + 1, {depth})"

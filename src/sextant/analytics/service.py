@@ -620,7 +620,9 @@ class AnalyticsService:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day", default_from="-30d")
         lookback = rng.start - timedelta(days=31)
-        compiled = q.compile_active_users(scope=scope, rng=rng, lookback_start=lookback)
+        compiled = q.compile_active_users(
+            scope=scope, rng=rng, filters=query.filters, lookback_start=lookback
+        )
         dau: dict[str, int] = {}
         deltas: dict[str, dict[str, int]] = {"w": {}, "m": {}}
         for r in self._run(compiled, "active"):

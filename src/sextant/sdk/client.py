@@ -210,8 +210,7 @@ class Client:
         if referrer:
             page["referrer"] = referrer
         ctx = {**dict(context or {}), "page": {**dict((context or {}).get("page", {})), **page}}
-        props = {"url": url, **dict(properties or {})}
-        message: Event = {"type": "page", "properties": props}
+        message: Event = {"type": "page", "properties": dict(properties or {})}
         if name:
             message["name"] = name
         if session_id:

@@ -68,14 +68,14 @@ export function canManage(orgId) {
   return ["owner", "admin"].includes(roleIn(orgId));
 }
 
-function renderTopbar(project, page) {
+function renderTopbar(project, page, orgId) {
   topbar.hidden = false;
   const options = [];
   for (const org of orgs()) {
     const mine = state.projects.filter((p) => p.org_id === org.org_id);
     options.push(h("optgroup", { label: org.org_name },
       mine.map((p) => h("option", { value: "p:" + p.id, selected: project && p.id === project.id }, p.name)),
-      h("option", { value: "o:" + org.org_id }, `⚙ ${org.org_name}: members & projects`)));
+      h("option", { value: "o:" + org.org_id, selected: org.org_id === orgId }, `⚙ ${org.org_name}: members & projects`)));
   }
   options.push(h("option", { value: "new" }, "+ New organisation or project"));
   const select = h("select", {
@@ -86,7 +86,7 @@ function renderTopbar(project, page) {
       else if (v.startsWith("o:")) go(`/orgs/${v.slice(2)}`);
       else go("/welcome");
     },
-  }, project ? null : h("option", { value: "", selected: true }, "Choose a project…"), options);
+  }, project || orgId ? null : h("option", { value: "", selected: true }, "Choose a project…"), options);
   const nav = project
     ? h("nav", { class: "nav", "aria-label": "Reports" }, PROJECT_PAGES.map(([id, label]) => {
       const keep = ["settings", "live"].includes(id) ? "" : (currentRoute().params.toString() ? "?" + currentRoute().params.toString() : "");
@@ -125,7 +125,7 @@ async function route() {
   window.scrollTo(0, 0);
   const ctx = { state, params, go, setParams, reload: async () => { await loadAccount(); route(); }, canManage };
   if (head === "welcome") { renderTopbar(null); return manage.renderWelcome(main, ctx); }
-  if (head === "orgs" && id) { renderTopbar(null); return manage.renderOrg(main, ctx, id); }
+  if (head === "orgs" && id) { renderTopbar(null, null, id); return manage.renderOrg(main, ctx, id); }
   if (head === "p" && id) {
     const project = state.projects.find((p) => p.id === id);
     if (!project) {

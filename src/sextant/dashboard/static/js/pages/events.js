@@ -9,6 +9,11 @@ export async function render(main, ctx, sub = []) {
   return renderFeed(main, ctx);
 }
 
+function notFound(ctx, err, title) {
+  return h("div", { class: "page" }, h("p", {}, h("a", { href: `#/p/${ctx.project.id}/events` }, "← All events")),
+    err.status === 404 ? empty(title, err.message) : errorBox(err));
+}
+
 function personLink(ctx, id) {
   return id ? h("a", { href: `#/p/${ctx.project.id}/events/person/${encodeURIComponent(id)}` }, id.length > 24 ? id.slice(0, 22) + "…" : id) : "–";
 }
@@ -83,7 +88,7 @@ async function renderFeed(main, ctx) {
 async function renderEvent(main, ctx, eventId) {
   clear(main, loading());
   let e;
-  try { e = await stats(ctx, `events/${encodeURIComponent(eventId)}`); } catch (err) { clear(main, h("div", { class: "page" }, errorBox(err))); return; }
+  try { e = await stats(ctx, `events/${encodeURIComponent(eventId)}`); } catch (err) { clear(main, notFound(ctx, err, "No such event")); return; }
   e = e && e.event ? e.event : e;
   const skip = new Set(["properties", "project_id"]);
   const fields = Object.entries(e).filter(([k, v]) => !skip.has(k) && v !== "" && v !== null && v !== 0 && v !== "0");
@@ -100,7 +105,7 @@ async function renderEvent(main, ctx, eventId) {
 async function renderPerson(main, ctx, distinctId) {
   clear(main, loading());
   let res;
-  try { res = await stats(ctx, `persons/${encodeURIComponent(distinctId)}`); } catch (err) { clear(main, h("div", { class: "page" }, errorBox(err))); return; }
+  try { res = await stats(ctx, `persons/${encodeURIComponent(distinctId)}`); } catch (err) { clear(main, notFound(ctx, err, "No such person")); return; }
   const p = personOf(res);
   clear(main, h("div", { class: "page" },
     h("p", {}, h("a", { href: `#/p/${ctx.project.id}/events` }, "← All events")),

@@ -39,7 +39,7 @@ export async function render(main, ctx) {
       placeholder.remove();
       const t = new Date(e.timestamp || Date.now());
       list.prepend(h("li", {}, h("span", { class: "t" }, t.toLocaleTimeString()),
-        h("strong", {}, e.event), h("span", { class: "muted" }, [e.path, e.country, e.browser].filter(Boolean).join(" · ")),
+        h("strong", {}, e.event), h("span", { class: "muted" }, [e.path, e.country, e.browser !== "Other" && e.browser].filter(Boolean).join(" · ")),
         h("span", { class: "muted mono small", style: { marginLeft: "auto" } }, (e.distinct_id || "").slice(0, 12))));
       while (list.children.length > MAX_ROWS) list.lastChild.remove();
     }

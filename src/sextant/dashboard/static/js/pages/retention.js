@@ -13,7 +13,7 @@ export async function render(main, ctx) {
     const summary = await stats(ctx, "stats/summary", rangeParams({ ...range, filters: [] }));
     names = rowsOf(summary && summary.events).map((r) => String(r.label)).filter(Boolean);
   } catch { names = []; }
-  const interval = ctx.params.get("interval") || (["-90d", "ytd", "all"].includes(range.from) ? "week" : "day");
+  const interval = ctx.params.get("interval") || "day";
   const startEvent = ctx.params.get("start") || "";
   const returnEvent = ctx.params.get("return") || "";
   const start = h("input", { id: "r-start", list: "r-events", value: startEvent, placeholder: "any event" });

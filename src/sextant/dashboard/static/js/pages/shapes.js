@@ -47,7 +47,10 @@ export function eventRows(res) {
 /** {name, ids, first_seen, last_seen, total_events, sessions, traits, events (oldest first)} */
 export function personOf(res) {
   const p = res || {};
-  const traits = p.properties || p.traits || {};
+  const props = p.properties || p.traits || {};
+  // identify() traits are stored under "$traits"; show them as the person's properties.
+  const { $traits: nested, ...rest } = props;
+  const traits = { ...rest, ...(nested && typeof nested === "object" ? nested : {}) };
   return {
     name: traits.name || traits.email || p.person_id,
     ids: p.distinct_ids || [],

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_helpers import PageErrors
 from dashboard_seed import seed
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from sextant.sdk import Client
 from sextant.sdk.testing import Account, SextantServer
@@ -24,7 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +63,6 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-class PageErrors:
-    """Console errors and uncaught exceptions of one page."""
-
-    def __init__(self, page: Page) -> None:
-        self.messages: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.messages.append(f"pageerror: {exc}"))
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.messages.append(f"console.error: {message.text}")
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -86,10 +73,3 @@ def page(browser: Browser) -> Iterator[Page]:
 @pytest.fixture
 def page_errors(page: Page) -> PageErrors:
     return PageErrors(page)
-
-
-def screenshot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from browser_helpers import PageErrors, screenshot
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
 
-from conftest import PageErrors, screenshot
 from sextant.sdk.testing import Account, SextantServer
 
 

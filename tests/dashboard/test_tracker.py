@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from browser_helpers import PageErrors
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page
 
-from conftest import PageErrors
 from sextant.sdk.testing import Account, SextantServer, free_port
 
 SITE_PAGE = """<!doctype html>

@@ -63,10 +63,23 @@ def test_report_pages_render_seeded_data(
     expect(page.locator(".stat-value").first).to_have_text(re.compile(r"[1-9]"))
     screenshot(page, "overview-filtered")
 
-    # Date range presets.
+    # Keyboard: a row is a button; Enter on it adds its filter too.
+    page.locator(".chip button").first.click()
+    expect(page.locator(".chip")).to_have_count(0)
+    referrers = page.locator("section.card", has_text="Referrers")
+    referrers.locator(".barlist button.row", has_text="google.com").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".chip")).to_contain_text("Referrer is google.com")
+
+    # Date range: presets and a custom range.
     page.get_by_label("Date range").select_option("-7d")
     expect(page).to_have_url(re.compile(r"from=-7d"))
     expect(page.locator(".stat-value").first).to_have_text(re.compile(r"\d"))
+    page.get_by_label("Date range").select_option("custom")
+    page.get_by_label("From").fill("2020-01-01")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"from=2020-01-01&to=\d{4}-\d{2}-\d{2}"))
+    expect(page.locator(".stat-value").first).to_have_text(re.compile(r"[1-9]"))
 
     # Funnel with four steps.
     steps = quote(json.dumps(["$pageview", "signup", "activated", "purchase"]))

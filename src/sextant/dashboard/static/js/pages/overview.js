@@ -60,8 +60,7 @@ export async function render(main, ctx) {
   clear(cards, METRICS.map((m) => {
     const t = totals[m.id] || {};
     return h("button", {
-      type: "button", class: "stat", "aria-pressed": m.id === selected ? "true" : "false",
-      style: { all: "unset", cursor: "pointer", padding: ".9rem 1.1rem", borderBottom: m.id === selected ? "3px solid var(--accent)" : "3px solid transparent" },
+      type: "button", class: "stat stat-button", "aria-pressed": m.id === selected ? "true" : "false", title: `Chart ${m.label.toLowerCase()}`,
       onclick: () => ctx.setParams((p) => p.set("metric", m.id)),
     }, h("div", { class: "stat-label" }, m.label), h("div", { class: "stat-value" }, num(t.value)),
     change(t.value, t.previous, t.change));

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,3 +168,23 @@ def test_calls_validate_their_arguments() -> None:
     with pytest.raises(ValueError, match="event name"):
         client.track("", user_id="u")
     client.shutdown()
+
+
+def test_queued_events_are_flushed_at_interpreter_exit(
+    sextant_server: SextantServer, account: Account
+) -> None:
+    # A script that tracks and exits at once, without flush(): the atexit hook sends it.
+    script = (
+        "import sys\n"
+        "from sextant.sdk import Client\n"
+        "client = Client(sys.argv[1], sys.argv[2], flush_interval=60)\n"
+        "for n in range(3):\n"
+        "    client.track('exit_event', {'n': n}, anonymous_id='short-lived')\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, account.write_key, sextant_server.url],
+        check=True,
+        timeout=60,
+    )
+    events = sextant_server.wait_for_events(account, expected=3)
+    assert sorted(e["properties"]["n"] for e in events) == [0, 1, 2]

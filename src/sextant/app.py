@@ -26,6 +26,7 @@ from sextant.dashboard.router import router as dashboard_router
 from sextant.governance import lifecycle as governance_lifecycle
 from sextant.governance.router import router as governance_router
 from sextant.ingest import lifecycle as ingest_lifecycle
+from sextant.ingest.router import IngestFastPath
 from sextant.ingest.router import router as ingest_router
 from sextant.migrations.event_schema import migrate as migrate_events
 from sextant.projects.dependencies import build_key_resolver
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Inner to the request-id/metrics middleware: ingestion skips the router (hot path).
+    app.add_middleware(IngestFastPath)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(system_router)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -78,9 +78,7 @@ def parse_timestamp(value: Any, field: str) -> int:
         number = float(value)
     elif isinstance(value, str):
         text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
+        if len(text) >= 10 and text[4] == "-":  # ISO 8601 date first: the common case
             try:
                 parsed = dt.datetime.fromisoformat(text)
             except ValueError:
@@ -90,6 +88,12 @@ def parse_timestamp(value: Any, field: str) -> int:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=dt.UTC)
             return round(parsed.timestamp() * 1000)
+        try:
+            number = float(text)
+        except ValueError:
+            raise InvalidEvent(
+                [f"{field}: {value[:40]!r} is not an ISO 8601 timestamp or a number"]
+            ) from None
     else:
         raise InvalidEvent([f"{field}: must be an ISO 8601 string or a number"])
     if number != number or number in (float("inf"), float("-inf")):
@@ -166,12 +170,27 @@ def _address(value: Any, field: str, errors: list[str]) -> str:
     return checksum_address(value)
 
 
+_ids = random.Random()  # seeded from os.urandom once; os.urandom per event is slow on VMs
+
+
 def new_message_id() -> str:
-    return os.urandom(16).hex()
+    """128 random bits: for events the client sent without a message id."""
+    return f"{_ids.getrandbits(128):032x}"
+
+
+_UUID = re.compile(
+    r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+)
 
 
 def event_uuid(project_id: str, message_id: str) -> str:
-    """A stable event id: the same message in the same project always gets the same one."""
+    """A stable event id: the same message in the same project always gets the same one.
+
+    A message id that is already a UUID (what SDKs send) is used as is; anything else is
+    hashed with the project into one.
+    """
+    if _UUID.match(message_id):
+        return message_id
     return hashlib.blake2b(f"{project_id}|{message_id}".encode(), digest_size=16).hexdigest()
 
 
@@ -217,8 +236,18 @@ class Normalizer:
         elif len(name) > MAX_NAME:
             errors.append(f"event: longer than {MAX_NAME} characters")
 
-        user_id = _id(get("user_id"), "user_id", errors)
-        anonymous_id = _id(get("anonymous_id"), "anonymous_id", errors)
+        value = get("user_id")
+        user_id = (
+            value
+            if value.__class__ is str and len(value) <= MAX_ID
+            else _id(value, "user_id", errors)
+        )
+        value = get("anonymous_id")
+        anonymous_id = (
+            value
+            if value.__class__ is str and len(value) <= MAX_ID
+            else _id(value, "anonymous_id", errors)
+        )
         aliases: list[tuple[str, str]] = []
         if kind == "alias":
             previous_id = _id(get("previous_id"), "previous_id", errors)
@@ -233,7 +262,12 @@ class Normalizer:
         if user_id and anonymous_id and anonymous_id != user_id:
             aliases.append((anonymous_id, user_id))
 
-        message_id = _id(get("message_id"), "message_id", errors, MAX_MESSAGE_ID)
+        value = get("message_id")
+        message_id = (
+            value
+            if value.__class__ is str and 0 < len(value) <= MAX_MESSAGE_ID
+            else _id(value, "message_id", errors, MAX_MESSAGE_ID)
+        )
         if not message_id:
             message_id = new_message_id()
 

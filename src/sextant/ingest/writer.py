@@ -199,8 +199,8 @@ class Writer:
         BUFFERED.set(self._pending_events)
         if self._pending_events >= self.flush_max_events:
             self._kick.set()
-        # Shielded: a client that disconnects must not cancel the shared flush.
-        await asyncio.shield(future)
+        # A client that disconnects cancels only this future: its rows stay in the block.
+        await future
         return WriteResult(count, duplicates)
 
     # -- flushing -----------------------------------------------------------------------
@@ -283,8 +283,9 @@ class Writer:
         for item in batch:
             if not item.future.done():
                 item.future.set_exception(error)
-            # Retrieve it so an abandoned (disconnected) request does not log a warning.
-            item.future.exception()
+            if not item.future.cancelled():
+                # Retrieved so an abandoned (disconnected) request does not log a warning.
+                item.future.exception()
 
     def _done(
         self,

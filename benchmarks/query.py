@@ -221,6 +221,13 @@ def main() -> None:
     parser.add_argument("--pg-repeat", type=int, default=3, help="runs per report (PostgreSQL)")
     parser.add_argument("--pg-dsn", default="host=127.0.0.1 port=5432 user=postgres")
     parser.add_argument("--only", default="", help="comma-separated report names")
+    parser.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="query the freshly loaded parts (default: merge them first, as a server "
+        "running for a while would have)",
+    )
+    parser.add_argument("--final-cost", action="store_true", help="time FINAL vs no FINAL")
     args = parser.parse_args()
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -235,12 +242,49 @@ def main() -> None:
             pg.execute(PG_TABLE)
             pg.commit()
             load(store, pg, args.events, end)
+            if args.final_cost:
+                final_cost(store, args, end, "before background merges")
+            if not args.no_optimize:
+                t = time.perf_counter()
+                store.command("OPTIMIZE TABLE events FINAL")
+                print(f"merged parts (OPTIMIZE FINAL) in {time.perf_counter() - t:.0f}s")
+            if args.final_cost:
+                final_cost(store, args, end, "after merges")
             run(store, pg, args, end)
         store.close()
     finally:
         tmp.cleanup()
         admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
         admin.close()
+
+
+def final_cost(store: EventStore, args: argparse.Namespace, end: datetime, when: str) -> None:
+    """What reading with FINAL (dedup of retried messages) costs on the time series."""
+    from sextant.analytics import queries
+    from sextant.analytics.timerange import resolve
+
+    rng = resolve(date_from=f"-{args.days}d", date_to=None, tz_name=TZ, interval="day", now=end)
+    scope = queries.Scope(PROJECT, TZ, False, False)
+    compiled = queries.compile_trends(
+        scope=scope,
+        rng=rng,
+        series=[Series(measure="total"), Series(measure="unique_persons")],
+        filters=[],
+        breakdown=None,
+        bucketed=True,
+    )
+    sql = compiled.statements["trends"]
+    parts = store.query("SELECT count() FROM system.parts WHERE active AND table = 'events'")
+    for label, text in (("FINAL", sql), ("no FINAL", sql.replace(" FINAL", ""))):
+        store.query(text, compiled.params, settings=compiled.settings)
+        times = timed(
+            lambda t=text: store.query(t, compiled.params, settings=compiled.settings),
+            args.repeat,
+        )
+        print(
+            f"time series {label:<9} {when} ({parts.scalar()} parts): "
+            f"p50 {percentile(times, 0.5):.1f} ms, p95 {percentile(times, 0.95):.1f} ms"
+        )
 
 
 def run(

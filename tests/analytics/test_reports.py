@@ -691,3 +691,17 @@ def test_merged_persons_in_retention_active_users_and_paths(dataset: Factory) ->
     assert [(p["dau"], p["wau"]) for p in active["data"]] == [(1, 1), (1, 1), (0, 1)]
     paths = d.query({"kind": "paths", "event": "$pageview", **rng})
     assert paths["paths"] == [{"path": ["signup"], "count": 1}]
+
+
+def test_breakdown_counts_merged_persons_once(dataset: Factory) -> None:
+    d = dataset()
+    d.alias("anon-5", "user-5")
+    d.track("$pageview", "anon-5", "2026-11-10 10:00:00", browser="Chrome")
+    d.track("$pageview", "user-5", "2026-11-10 11:00:00", browser="Chrome")
+    d.track("$pageview", "user-5", "2026-11-09 11:00:00", browser="Chrome")
+    out = d.run(
+        BreakdownStatsQuery(property="browser", date_from="2026-11-10", date_to="2026-11-10")
+    )
+    row = out["results"][0]
+    assert (row["value"], row["events"], row["unique_users"]) == ("Chrome", 2, 1)
+    assert (row["previous_events"], row["previous_unique_users"]) == (1, 1)

@@ -24,6 +24,7 @@ from sextant.analytics.schemas import (
     STRING_COLUMNS,
     ApiMetricsQuery,
     Breakdown,
+    BreakdownStatsQuery,
     EventsQuery,
     Filter,
     FilterGroup,
@@ -457,6 +458,39 @@ def compile_trends(
     return Compiled({"trends": sql}, params.values)
 
 
+def compile_breakdown(*, scope: Scope, rng: TimeRange, query: BreakdownStatsQuery) -> Compiled:
+    """Events and persons per top value (plus "$other"), this period and the previous one,
+    in one scan over both periods."""
+    params = Params()
+    prev = rng.previous()
+    cond = event_condition(query.event, [], params)
+    src = Source(scope, params, None, query.filters, start=prev.start, end=rng.end, extra=[cond])
+    current = Source(scope, params, rng, query.filters, extra=[cond])
+    value = value_expr(query.property, params)
+    limit = params.bind(query.limit, "UInt32")
+    top = current.sql(f"{value} AS v", f"GROUP BY v ORDER BY count() DESC, v LIMIT {limit}")
+    start = params.bind(_ts(rng.start), UTC64)
+    key = f"if({value} IN ({top}), {value}, '{OTHER}')"
+    if scope.has_aliases:
+        inner = src.sql(
+            f"e.timestamp >= {start} AS cur, {key} AS breakdown, e.distinct_id AS did, "
+            "count() AS n",
+            "GROUP BY cur, breakdown, did",
+        )
+        from_, person = src.mapped(inner)
+        sql = (
+            "SELECT i.cur AS cur, i.breakdown AS breakdown, sum(i.n) AS events, "
+            f"uniqExact({person}) AS persons FROM {from_} GROUP BY cur, breakdown"
+        )
+    else:
+        sql = src.sql(
+            f"e.timestamp >= {start} AS cur, {key} AS breakdown, count() AS events, "
+            "uniqExact(e.distinct_id) AS persons",
+            "GROUP BY cur, breakdown",
+        )
+    return Compiled({"breakdown": sql}, params.values)
+
+
 SUMMARY_DIMENSIONS = {
     "events": "e.event",
     "browsers": "e.browser",
@@ -601,30 +635,27 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
     last_day = params.bind(
         (rng.end - timedelta(milliseconds=1)).astimezone(rng.zone).date().isoformat(), "Date"
     )
-    matrix = (
-        f"SELECT toString({cohort}) AS cohort, {period} AS period, uniqExact(f.person) AS persons "
-        f"FROM ({firsts}) AS f INNER JOIN ({acts}) AS a ON a.person = f.person "
-        f"WHERE a.day >= toDate(f.first_ts, {{tz:String}}) AND {period} BETWEEN 1 AND "
-        f"{int(query.periods)} GROUP BY cohort, period ORDER BY cohort, period"
-    )
-    sizes = (
-        f"SELECT toString({cohort}) AS cohort, count() AS persons FROM ({firsts}) AS f "
-        "GROUP BY cohort ORDER BY cohort"
-    )
     day_diff = "dateDiff('day', toDate(f.first_ts, {tz:String}), a.day)"
-    rates = (
-        f"SELECT n, uniqExactIf(f.person, {day_diff} = n) AS returned FROM ({firsts}) AS f "
-        f"INNER JOIN ({acts}) AS a ON a.person = f.person "
-        "ARRAY JOIN [1, 7, 30] AS n GROUP BY n ORDER BY n"
+    periods = int(query.periods)
+    # One join of first occurrences with activity days feeds both the cohort table
+    # (grouped by cohort and period) and the day-1/7/30 rates (grouped by day distance).
+    returns = (
+        "SELECT grouping(cohort, period) AS g, cohort, period, dd, uniqExact(person) AS persons "
+        f"FROM (SELECT f.person AS person, toString({cohort}) AS cohort, {period} AS period, "
+        f"{day_diff} AS dd FROM ({firsts}) AS f INNER JOIN ({acts}) AS a ON a.person = f.person "
+        "WHERE a.day >= toDate(f.first_ts, {tz:String})) "
+        f"WHERE period BETWEEN 1 AND {periods} OR dd IN (1, 7, 30) "
+        "GROUP BY GROUPING SETS ((cohort, period), (dd))"
     )
-    eligible = (
-        "SELECT n, countIf(toDate(f.first_ts, {tz:String}) + n <= "
-        f"{last_day}) AS eligible FROM ({firsts}) AS f ARRAY JOIN [1, 7, 30] AS n "
-        "GROUP BY n ORDER BY n"
+    first_day = "toDate(f.first_ts, {tz:String})"
+    cohorts = (
+        f"SELECT toString({cohort}) AS cohort, count() AS persons, "
+        f"countIf({first_day} + 1 <= {last_day}) AS e1, "
+        f"countIf({first_day} + 7 <= {last_day}) AS e7, "
+        f"countIf({first_day} + 30 <= {last_day}) AS e30 "
+        f"FROM ({firsts}) AS f GROUP BY cohort ORDER BY cohort"
     )
-    return Compiled(
-        {"matrix": matrix, "sizes": sizes, "rates": rates, "eligible": eligible}, params.values
-    )
+    return Compiled({"returns": returns, "cohorts": cohorts}, params.values)
 
 
 # -- active users ----------------------------------------------------------------------------

@@ -434,31 +434,15 @@ class AnalyticsService:
         return body
 
     def _breakdown(self, ctx: ProjectContext, query: BreakdownStatsQuery) -> dict[str, Any]:
-        trends = TrendsQuery(
-            kind="trends",
-            date_from=query.date_from,
-            date_to=query.date_to,
-            filters=query.filters,
-            include_bots=query.include_bots,
-            series=[
-                Series(event=query.event, measure="total"),
-                Series(event=query.event, measure="unique_persons"),
-            ],
-            breakdown={"property": query.property, "limit": query.limit},
-        )
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day")
         prev_rng = rng.previous()
-
-        def groups(r: TimeRange) -> dict[str, tuple[int, int]]:
-            rows = self._trends_rows(scope, r, trends, bucketed=False)
-            return {
-                row["breakdown"]: (int(row["m0"]), int(row["m1"]))
-                for row in rows
-                if row["bucket"] == ""
-            }
-
-        cur, prev = groups(rng), groups(prev_rng)
+        cur: dict[str, tuple[int, int]] = {}
+        prev: dict[str, tuple[int, int]] = {}
+        compiled = q.compile_breakdown(scope=scope, rng=rng, query=query)
+        for row in self._run(compiled, "breakdown"):
+            target = cur if int(row["cur"]) else prev
+            target[row["breakdown"]] = (int(row["events"]), int(row["persons"]))
         ordered = sorted(cur.items(), key=lambda kv: (kv[0] == q.OTHER, -kv[1][0], kv[0]))
         return {
             "kind": "breakdown",
@@ -581,12 +565,20 @@ class AnalyticsService:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, query.interval, default_from="-30d")
         compiled = q.compile_retention(scope=scope, rng=rng, query=query)
-        sizes = {r["cohort"]: int(r["persons"]) for r in self._run(compiled, "sizes")}
+        sizes: dict[str, int] = {}
+        eligible = {1: 0, 7: 0, 30: 0}
+        for r in self._run(compiled, "cohorts"):
+            sizes[r["cohort"]] = int(r["persons"])
+            for n in eligible:
+                eligible[n] += int(r[f"e{n}"])
         matrix: dict[str, dict[int, int]] = {}
-        for r in self._run(compiled, "matrix"):
-            matrix.setdefault(r["cohort"], {})[int(r["period"])] = int(r["persons"])
-        rates = {int(r["n"]): int(r["returned"]) for r in self._run(compiled, "rates")}
-        eligible = {int(r["n"]): int(r["eligible"]) for r in self._run(compiled, "eligible")}
+        rates: dict[int, int] = {}
+        for r in self._run(compiled, "returns"):
+            if int(r["g"]) == 0:
+                if 1 <= int(r["period"]) <= query.periods:
+                    matrix.setdefault(r["cohort"], {})[int(r["period"])] = int(r["persons"])
+            elif int(r["dd"]) in eligible:
+                rates[int(r["dd"])] = int(r["persons"])
         cohorts = []
         for label in rng.buckets():
             size = sizes.get(label, 0)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from sextant.ingest.enrich import (
+    GeoInfo,
     GeoResolver,
     IpHasher,
     checksum_address,
@@ -64,6 +65,7 @@ class RequestMeta:
     ip: str
     user_agent: str = ""
     sent_at_ms: int | None = None
+    received_text: str = ""  # received_ms formatted once per request
 
     @property
     def day(self) -> str:
@@ -200,6 +202,20 @@ class Normalizer:
     def __init__(self, *, geo: GeoResolver, hasher: IpHasher) -> None:
         self.geo = geo
         self.hasher = hasher
+        # (project, ip, day) -> (geo, ip hash): a visitor's events repeat both.
+        self._ip_cache: dict[tuple[str, str, str], tuple[GeoInfo, str]] = {}
+
+    def _ip_info(self, project_id: str, ip: str, day: str) -> tuple[GeoInfo, str]:
+        key = (project_id, ip, day)
+        found = self._ip_cache.get(key)
+        if found is None:
+            if len(self._ip_cache) >= 50_000:
+                self._ip_cache.clear()
+            found = self._ip_cache[key] = (
+                self.geo.lookup(ip),
+                self.hasher.hash(ip, project_id=project_id, day=day),
+            )
+        return found
 
     def native(
         self,
@@ -306,7 +322,7 @@ class Normalizer:
             "type": kind,
             "event": name,
             "timestamp": format_ms(timestamp),
-            "received_at": format_ms(received),
+            "received_at": meta.received_text or format_ms(received),
             "distinct_id": user_id or anonymous_id,
         }
         if user_id:
@@ -348,10 +364,15 @@ class Normalizer:
         # Page fields: context.page, or the page call's own properties (Segment puts them there).
         url = referrer = title = path = ""
         if page:
-            url = _text(page.get("url"))
-            referrer = _text(page.get("referrer"))
-            title = _text(page.get("title"), 1024)
-            path = _text(page.get("path"), 2048)
+            value = page.get("url")
+            url = value if value.__class__ is str and len(value) <= MAX_TEXT else _text(value)
+            value = page.get("referrer")
+            referrer = value if value.__class__ is str and len(value) <= MAX_TEXT else _text(value)
+            value = page.get("title")
+            title = value if value.__class__ is str and len(value) <= 1024 else _text(value, 1024)
+            value = page.get("path")
+            if value is not None:
+                path = _text(value, 2048)
         if (kind == "page" or kind == "screen") and properties:
             url = url or _text(properties.get("url"))
             referrer = referrer or _text(properties.get("referrer"))
@@ -398,14 +419,14 @@ class Normalizer:
             if info.is_bot:
                 row["is_bot"] = 1
         if ip:
-            geo = self.geo.lookup(ip)
+            geo, ip_hash = self._ip_info(project_id, ip, day or meta.day)
             if geo.country:
                 row["country"] = geo.country
             if geo.region:
                 row["region"] = geo.region
             if geo.city:
                 row["city"] = geo.city
-            row["ip_hash"] = self.hasher.hash(ip, project_id=project_id, day=day or meta.day)
+            row["ip_hash"] = ip_hash
             if meta.store_raw_ip:
                 row["ip"] = ip
 

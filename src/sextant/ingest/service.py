@@ -23,6 +23,7 @@ from sextant.config import Settings
 from sextant.core.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized
 from sextant.core.ratelimit import RateLimiter
 from sextant.ingest.enrich import TrustedProxies
+from sextant.ingest.event import format_ms
 from sextant.ingest.normalize import (
     InvalidEvent,
     Normalizer,
@@ -225,6 +226,7 @@ class IngestService:
             ip=self.client_ip(request),
             user_agent=(request.headers.get("user-agent") or "") if use_header_user_agent else "",
             sent_at_ms=sent_ms,
+            received_text=format_ms(received_ms),
         )
         day = time.strftime("%Y-%m-%d", time.gmtime(received_ms / 1000))
         native = self.normalizer.native

@@ -153,7 +153,7 @@ export function funnelBars(steps, fmtDuration) {
           i > 0 && st.median_seconds ? ` · median ${fmtDuration(st.median_seconds)}` : "")),
       h("div", { class: "funnel-track", title: `${num(st.count)} persons` },
         h("div", { class: "funnel-fill", style: { width: `${Math.max(0.5, fromFirst)}%` } }),
-        h("span", { class: "funnel-label" }, `${num(st.count)} · ${Number(fromFirst).toFixed(1)}%`)));
+        h("span", { class: "funnel-label" + (fromFirst >= 25 ? " on-fill" : "") }, `${num(st.count)} · ${Number(fromFirst).toFixed(1)}%`)));
   }));
 }
 

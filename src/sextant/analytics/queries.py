@@ -653,7 +653,8 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
     # One join of first occurrences with activity days feeds both the cohort table
     # (grouped by cohort and period) and the day-1/7/30 rates (grouped by day distance).
     returns = (
-        "SELECT grouping(cohort, period) AS g, cohort, period, dd, uniqExact(cityHash64(person)) AS persons "
+        "SELECT grouping(cohort, period) AS g, cohort, period, dd, "
+        "uniqExact(cityHash64(person)) AS persons "
         f"FROM (SELECT f.person AS person, toString({cohort}) AS cohort, {period} AS period, "
         f"{day_diff} AS dd FROM ({firsts}) AS f INNER JOIN ({acts}) AS a ON a.person = f.person "
         "WHERE a.day >= toDate(f.first_ts, {tz:String})) "
@@ -920,11 +921,12 @@ def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
     ok = params.bind(list(TX_SUCCESS), "Array(String)")
     bad = params.bind(list(TX_FAILED), "Array(String)")
     tx = "e.tx_hash != ''"
+    wallet = "lower(e.wallet_address)"
     limit = params.bind(query.limit, "UInt32")
     summary = src.sql(
         f"countIf({tx}) AS tx_count, countIf({tx} AND has({ok}, lower(e.tx_status))) AS "
         f"success_count, countIf({tx} AND has({bad}, lower(e.tx_status))) AS failed_count, "
-        "uniqExactIf(cityHash64(lower(e.wallet_address)), e.wallet_address != '') AS unique_wallets, "
+        f"uniqExactIf(cityHash64({wallet}), {wallet} != '') AS unique_wallets, "
         f"uniqExactIf(cityHash64({src.person}), e.wallet_address != '') AS unique_persons"
     )
     volume = src.sql(
@@ -934,7 +936,7 @@ def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
     )
     contracts = src.sql(
         "lower(e.contract_address) AS contract, count() AS tx_count, "
-        "uniqExact(cityHash64(lower(e.wallet_address))) AS wallets, toString(sum(e.tx_value)) AS volume",
+        f"uniqExact(cityHash64({wallet})) AS wallets, toString(sum(e.tx_value)) AS volume",
         f"AND {tx} AND e.contract_address != '' GROUP BY contract "
         f"ORDER BY tx_count DESC, contract LIMIT {limit}",
     )
@@ -947,7 +949,7 @@ def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
     series = src.sql(
         f"{bucket_expr(rng.interval)} AS bucket, countIf({tx}) AS tx_count, "
         f"countIf({tx} AND has({ok}, lower(e.tx_status))) AS success_count, "
-        "uniqExactIf(cityHash64(lower(e.wallet_address)), e.wallet_address != '') AS unique_wallets",
+        f"uniqExactIf(cityHash64({wallet}), {wallet} != '') AS unique_wallets",
         "GROUP BY bucket ORDER BY bucket",
     )
     return Compiled(

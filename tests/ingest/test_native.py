@@ -301,3 +301,21 @@ def test_full_buffer_answers_503(make_client: Any, bootstrap: Any, stored: Any) 
     assert stored.count(account["project_id"]) == 0
     assert post(small, account["write_key"], {"batch": batch["batch"][:2]}).status_code == 202
     assert stored.count(account["project_id"]) == 2
+
+
+def test_rate_limit_shared_through_redis(make_client: Any, bootstrap: Any) -> None:
+    """With SEXTANT_REDIS_URL the per-key counter lives in Redis, shared by every worker."""
+    first = make_client(redis_url="redis://127.0.0.1:6379/15", ingest_rate_limit="2/minute")
+    account = bootstrap(first)
+    key = account["write_key"]
+    assert post(first, key, {"event": "x", "user_id": "u"}).status_code == 202
+    # A second app (another worker) on the same control plane and Redis shares the budget.
+    second = make_client(
+        redis_url="redis://127.0.0.1:6379/15",
+        ingest_rate_limit="2/minute",
+        database_url=first.app.state.settings.database_url,
+    )
+    assert post(second, key, {"event": "x", "user_id": "u"}).status_code == 202
+    refused = post(first, key, {"event": "x", "user_id": "u"})
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1

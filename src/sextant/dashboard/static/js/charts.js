@@ -153,7 +153,11 @@ export function funnelBars(steps, fmtDuration) {
           i > 0 && st.median_seconds ? ` · median ${fmtDuration(st.median_seconds)}` : "")),
       h("div", { class: "funnel-track", title: `${num(st.count)} persons` },
         h("div", { class: "funnel-fill", style: { width: `${Math.max(0.5, fromFirst)}%` } }),
-        h("span", { class: "funnel-label" + (fromFirst >= 25 ? " on-fill" : "") }, `${num(st.count)} · ${Number(fromFirst).toFixed(1)}%`)));
+        // Inside a wide bar in white; beside a narrow one in the text colour.
+        h("span", {
+          class: "funnel-label" + (fromFirst >= 25 ? " on-fill" : ""),
+          style: fromFirst >= 25 ? null : { left: `calc(${Math.max(0.5, fromFirst)}% + .5rem)` },
+        }, `${num(st.count)} · ${Number(fromFirst).toFixed(1)}%`)));
   }));
 }
 

@@ -8,8 +8,8 @@ report on both and prints p50/p95 per report per engine and the ratio.
     .venv/bin/python benchmarks/query.py --events 1000000
     .venv/bin/python benchmarks/query.py            # 10M, takes a few minutes to load
 
-Rows come from `sextant.ingest.demo.generate_rows` when it exists (the demo data set),
-else from the vectorised generator in `benchmarks/_rows.py` (same shape).
+Rows come from the demo data set (`sextant.ingest.demo.generate_rows`, 90 days), or with
+`--source synthetic` from the vectorised generator in `benchmarks/_rows.py`.
 """
 
 from __future__ import annotations
@@ -68,25 +68,55 @@ def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
     return out
 
 
-def load(store: EventStore, pg: psycopg.Connection[Any], n: int, end: datetime) -> None:
+def load(
+    store: EventStore, pg: psycopg.Connection[Any], n: int, end: datetime, source: str
+) -> None:
     started = time.perf_counter()
     ch_time = pg_time = 0.0
+    copy_sql = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
     with pg.cursor() as cur:
-        for chunk in tsv_chunks(n, end=end, project_id=PROJECT):
-            t = time.perf_counter()
-            store.insert_raw("events", chunk.events, fmt="TabSeparated", column_names=COLUMNS)
-            if chunk.aliases:
+        if source == "demo":
+            from sextant.ingest import demo
+
+            picks = [demo.COL[name] for name in COLUMNS]
+            for batch in demo.generate_rows(PROJECT, n, end=end, batch_size=100_000):
+                t = time.perf_counter()
+                if batch.aliases:
+                    store.insert_raw(
+                        "person_aliases",
+                        demo.alias_rows(batch.aliases),
+                        fmt="JSONCompactEachRow",
+                        column_names=demo.ALIAS_COLUMNS,
+                    )
                 store.insert_raw(
-                    "person_aliases",
-                    chunk.aliases,
-                    fmt="TabSeparated",
-                    column_names=["project_id", "distinct_id", "person_id", "updated_at"],
+                    "events",
+                    demo.json_compact_rows(batch.events),
+                    fmt="JSONCompactEachRow",
+                    column_names=demo.EVENT_COLUMNS,
+                    settings={"date_time_input_format": "basic", "optimize_on_insert": 0},
                 )
-            ch_time += time.perf_counter() - t
-            t = time.perf_counter()
-            with cur.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                copy.write(chunk.events)
-            pg_time += time.perf_counter() - t
+                ch_time += time.perf_counter() - t
+                t = time.perf_counter()
+                with cur.copy(copy_sql) as copy:
+                    for row in batch.events:
+                        copy.write_row([row[i] for i in picks])
+                pg_time += time.perf_counter() - t
+        else:
+            for chunk in tsv_chunks(n, end=end, project_id=PROJECT):
+                t = time.perf_counter()
+                store.insert_raw("events", chunk.events, fmt="TabSeparated", column_names=COLUMNS)
+                if chunk.aliases:
+                    store.insert_raw(
+                        "person_aliases",
+                        chunk.aliases,
+                        fmt="TabSeparated",
+                        column_names=["project_id", "distinct_id", "person_id", "updated_at"],
+                    )
+                ch_time += time.perf_counter() - t
+                t = time.perf_counter()
+                with cur.copy(copy_sql) as copy:
+                    copy.write(chunk.events)
+                pg_time += time.perf_counter() - t
     pg.commit()
     t = time.perf_counter()
     with pg.cursor() as cur:
@@ -216,6 +246,13 @@ def pg_reports(start: datetime, end: datetime) -> dict[str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument(
+        "--source",
+        choices=["demo", "synthetic"],
+        default="demo",
+        help="demo: sextant.ingest.demo.generate_rows (default); synthetic: benchmarks/_rows.py "
+        "(vectorised, faster to generate)",
+    )
     parser.add_argument("--days", type=int, default=30, help="report range (data spans 90)")
     parser.add_argument("--repeat", type=int, default=20, help="runs per report (Sextant)")
     parser.add_argument("--pg-repeat", type=int, default=3, help="runs per report (PostgreSQL)")
@@ -241,7 +278,7 @@ def main() -> None:
         with psycopg.connect(args.pg_dsn + f" dbname={db_name}") as pg:
             pg.execute(PG_TABLE)
             pg.commit()
-            load(store, pg, args.events, end)
+            load(store, pg, args.events, end, args.source)
             if args.final_cost:
                 final_cost(store, args, end, "before background merges")
             if not args.no_optimize:

@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sextant.analytics import queries
+from sextant.analytics.schemas import TrendsQuery
+from sextant.core.errors import BadRequest
 
 Factory = Callable[..., Any]
 RANGE = {"date_from": "2026-11-10", "date_to": "2026-11-10"}
@@ -293,3 +295,23 @@ def test_live_streams_new_events_as_sse(
     assert [e["event"] for e in events] == ["$pageview"]
     assert events[0]["path"] == "/live"
     assert "event: event" in text
+
+
+def test_every_query_carries_time_and_memory_limits(app: Any, dataset: Factory) -> None:
+    service = app.state.analytics
+    assert service.limits == {
+        "max_execution_time": app.state.settings.query_timeout_seconds,
+        "max_memory_usage": app.state.settings.query_max_memory_bytes,
+    }
+    d = dataset()
+    d.track("x", "a", "2026-11-10 10:00:00")
+    tight = type(service)(
+        store=d.store,
+        cache=service.cache,
+        ttl_seconds=0,
+        clock=d.service.clock,
+        limits={"max_memory_usage": 1},
+    )
+    with pytest.raises(BadRequest) as info:
+        tight.execute(d.ctx, TrendsQuery(kind="trends", **RANGE))
+    assert info.value.code == "query_too_expensive"

@@ -14,7 +14,13 @@ async def startup(app: FastAPI) -> None:
     cache = make_cache(settings.redis_url)
     app.state.query_cache = cache
     app.state.analytics = AnalyticsService(
-        store=app.state.events, cache=cache, ttl_seconds=settings.query_cache_ttl_seconds
+        store=app.state.events,
+        cache=cache,
+        ttl_seconds=settings.query_cache_ttl_seconds,
+        limits={
+            "max_execution_time": settings.query_timeout_seconds,
+            "max_memory_usage": settings.query_max_memory_bytes,
+        },
     )
 
 

@@ -143,11 +143,14 @@ class AnalyticsService:
         cache: Cache,
         ttl_seconds: float,
         clock: Clock = _utcnow,
+        limits: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        # Time and memory limits of every statement (a runaway query answers 400).
+        self.limits = dict(limits or {})
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -207,7 +210,9 @@ class AnalyticsService:
     def _run(self, compiled: q.Compiled, name: str) -> list[dict[str, Any]]:
         try:
             result = self.store.query(
-                compiled.statements[name], compiled.params, settings=compiled.settings
+                compiled.statements[name],
+                compiled.params,
+                settings={**compiled.settings, **self.limits},
             )
         except QueryTooExpensive as exc:
             raise BadRequest(

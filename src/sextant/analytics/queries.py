@@ -587,10 +587,8 @@ def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compi
     # later event of each next step), counted only where that chain fits the window.
     chain = ["arrayFirstIndex(y -> bitTest(y.2, 0), evs) AS i1"]
     for k in range(2, n + 1):
-        chain.append(
-            f"if(i{k - 1} = 0, 0, arrayFirstIndex((y, j) -> j > i{k - 1} AND "
-            f"bitTest(y.2, {k - 1}), evs, arrayEnumerate(evs))) AS i{k}"
-        )
+        found = f"arrayFirstIndex(y -> bitTest(y.2, {k - 1}), arraySlice(evs, i{k - 1} + 1))"
+        chain.append(f"if(i{k - 1} = 0, 0, if(({found}) AS f{k} = 0, 0, i{k - 1} + f{k})) AS i{k}")
     steps = [f"countIf(level >= {k}) AS s{k}" for k in range(1, n + 1)]
     times = []
     for k in range(2, n + 1):

@@ -167,6 +167,8 @@ class IngestService:
         self.proxies = proxies
         self.rate_limit = settings.ingest_rate_limit
         self.local_limit = None if limiter.shared else LocalRateLimit(self.rate_limit)
+        self._day_number = -1
+        self._day_text = ""
         self.max_batch = settings.ingest_max_batch_events
         self.max_body = settings.ingest_max_body_bytes
 
@@ -189,7 +191,17 @@ class IngestService:
 
     def client_ip(self, request: Request) -> str:
         peer = request.client.host if request.client else ""
+        if not self.proxies.networks:
+            return peer
         return self.proxies.client_ip(peer, request.headers.get("x-forwarded-for"))
+
+    def _day(self, received_ms: int) -> str:
+        """The UTC date (for the IP salt), recomputed only when the day changes."""
+        number = received_ms // 86_400_000
+        if number != self._day_number:
+            self._day_text = time.strftime("%Y-%m-%d", time.gmtime(number * 86_400))
+            self._day_number = number
+        return self._day_text
 
     async def ingest(
         self,
@@ -228,7 +240,7 @@ class IngestService:
             sent_at_ms=sent_ms,
             received_text=format_ms(received_ms),
         )
-        day = time.strftime("%Y-%m-%d", time.gmtime(received_ms / 1000))
+        day = self._day(received_ms)
         native = self.normalizer.native
         rows = []
         aliases: list[tuple[str, str]] = []

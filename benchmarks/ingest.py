@@ -337,9 +337,8 @@ def main() -> None:
     print(
         f"single-event requests/s   trivial {best_trivial:10,.0f}   sextant {best_sextant:10,.0f}"
     )
-    print(
-        f"ratio sextant/trivial     {ratio:.2f}   (target >= 0.75: {'met' if ratio >= 0.75 else 'NOT met'})"
-    )
+    verdict = "met" if ratio >= 0.75 else "NOT met"
+    print(f"ratio sextant/trivial     {ratio:.2f}   (target >= 0.75: {verdict})")
     print(
         f"batched events/s          sextant {best_batch:10,.0f}   (target >= 200,000: "
         f"{'met' if best_batch >= 200_000 else 'NOT met'}; trivial parse-only "

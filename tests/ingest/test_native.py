@@ -319,3 +319,19 @@ def test_rate_limit_shared_through_redis(make_client: Any, bootstrap: Any) -> No
     refused = post(first, key, {"event": "x", "user_id": "u"})
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_types_with_fixed_event_names_ignore_a_custom_name(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    batch = [
+        {"type": "page", "event": "Pricing", "anonymous_id": "a"},
+        {"type": "web3", "anonymous_id": "a", "web3": {"chain_id": 1}},
+    ]
+    response = post(client, write_key, {"batch": batch})
+    assert response.status_code == 202
+    assert response.json()["rejected"] == [
+        {"index": 1, "errors": ["event: required for web3 events"]}
+    ]
+    [row] = stored.events(project["id"])
+    assert (row["type"], row["event"]) == ("page", "$pageview")

@@ -240,12 +240,12 @@ class Normalizer:
                 f"type: must be one of {', '.join(sorted(EVENT_TYPES))} (got {str(kind)[:40]!r})"
             )
             kind = "track"
-        name = get("event")
+        name = TYPE_EVENT_NAMES.get(kind)  # page, screen, ... have fixed names
+        if name is None:
+            name = get("event")
         if name is None or name == "":
-            name = TYPE_EVENT_NAMES.get(kind)
-            if name is None:
-                errors.append(f"event: required for {kind} events")
-                name = ""
+            errors.append(f"event: required for {kind} events")
+            name = ""
         elif not isinstance(name, str):
             errors.append("event: must be a string")
             name = ""

@@ -335,3 +335,19 @@ def test_types_with_fixed_event_names_ignore_a_custom_name(
     ]
     [row] = stored.events(project["id"])
     assert (row["type"], row["event"]) == ("page", "$pageview")
+
+
+def test_raw_ip_is_kept_only_when_the_project_opts_in(
+    client: TestClient, auth: dict[str, Any], write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    event = {"event": "x", "user_id": "u", "context": {"ip": "81.2.69.160"}}
+    assert post(client, write_key, {**event, "message_id": "before"}).status_code == 202
+    updated = client.patch(
+        f"/api/v1/projects/{project['id']}", json={"store_raw_ip": True}, headers=auth["headers"]
+    )
+    assert updated.status_code == 200, updated.text
+    assert post(client, write_key, {**event, "message_id": "after"}).status_code == 202
+    rows = {r["message_id"]: r for r in stored.events(project["id"])}
+    assert rows["before"]["ip"] == ""
+    assert rows["after"]["ip"] == "81.2.69.160"
+    assert rows["before"]["ip_hash"] == rows["after"]["ip_hash"] != ""

@@ -113,3 +113,46 @@ async def test_buffer_limit_refuses_instead_of_growing(store: Any) -> None:
     await writer.close()
     await first
     assert count(store, project_id) == 4
+
+
+async def test_a_crashing_flush_fails_its_requests_and_the_writer_keeps_going(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=5, flush_max_events=100, buffer_max_events=100)
+    writer.start()
+    original = writer._done
+    calls = {"n": 0}
+
+    def crash_once(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug")
+        original(*args)
+
+    monkeypatch.setattr(writer, "_done", crash_once)
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await writer.write(project_id, rows(project_id, 1, "first"))
+        result = await writer.write(project_id, rows(project_id, 1, "second"))
+    finally:
+        await writer.close()
+    assert result.written == 1
+
+
+async def test_links_without_new_rows_are_still_written(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=5, flush_max_events=100, buffer_max_events=100)
+    writer.start()
+    try:
+        await writer.write(project_id, rows(project_id, 1, "x"), [("anon", "user")])
+        # The same message again (skipped as a duplicate) with a new link: the link is stored.
+        result = await writer.write(project_id, rows(project_id, 1, "x"), [("anon-2", "user")])
+    finally:
+        await writer.close()
+    assert (result.written, result.duplicates) == (0, 1)
+    links = store.query(
+        "SELECT distinct_id FROM person_aliases FINAL WHERE project_id = {p:UUID} ORDER BY 1",
+        {"p": project_id},
+    ).rows
+    assert links == (("anon",), ("anon-2",))

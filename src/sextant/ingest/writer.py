@@ -219,13 +219,17 @@ class Writer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._kick.wait(), linger)
                 continue
-            await self._flush()
+            batch = self._pending
+            self._pending = []
+            self._pending_events = 0
+            BUFFERED.set(0)
+            try:
+                await self._flush(batch)
+            except Exception as exc:  # a bug here must not stop every later write
+                log.exception("ingest_flush_crashed", error=repr(exc))
+                self._fail(batch)
 
-    async def _flush(self) -> None:
-        batch = self._pending
-        self._pending = []
-        self._pending_events = 0
-        BUFFERED.set(0)
+    async def _flush(self, batch: list[_Pending]) -> None:
         seen: set[str] = set()
         rows: list[bytes] = []
         links: dict[tuple[str, str], tuple[str, str, str, int]] = {}

@@ -141,6 +141,32 @@ def url_parts(url: str) -> tuple[str, str, dict[str, str], str]:
 
 
 @lru_cache(maxsize=10_000)
+def user_agent_columns(ua: str) -> dict[str, Any]:
+    """The `events` columns of a user agent, ready to merge into a row (cached)."""
+    info = parse_user_agent(ua)
+    columns: dict[str, Any] = {
+        "browser": info.browser,
+        "browser_version": info.browser_version,
+        "os": info.os,
+        "os_version": info.os_version,
+        "device_type": info.device_type,
+    }
+    if info.is_bot:
+        columns["is_bot"] = 1
+    return columns
+
+
+@lru_cache(maxsize=10_000)
+def url_columns(url: str) -> dict[str, Any]:
+    """The `events` columns of a page URL (host, path, UTM, click id), cached."""
+    host, path, utm, click_id = url_parts(url)
+    columns: dict[str, Any] = {"url": url, "host": host, "path": path, **utm}
+    if click_id:
+        columns["click_id"] = click_id
+    return columns
+
+
+@lru_cache(maxsize=10_000)
 def referrer_domain(referrer: str) -> str:
     """The referrer's host without `www.` (`$direct` is left to the reports)."""
     if not referrer:

@@ -17,13 +17,12 @@ from typing import Any
 import orjson
 
 from sextant.ingest.enrich import (
-    GeoInfo,
     GeoResolver,
     IpHasher,
     checksum_address,
-    parse_user_agent,
     referrer_domain,
-    url_parts,
+    url_columns,
+    user_agent_columns,
 )
 from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row, format_ms
 
@@ -202,19 +201,24 @@ class Normalizer:
     def __init__(self, *, geo: GeoResolver, hasher: IpHasher) -> None:
         self.geo = geo
         self.hasher = hasher
-        # (project, ip, day) -> (geo, ip hash): a visitor's events repeat both.
-        self._ip_cache: dict[tuple[str, str, str], tuple[GeoInfo, str]] = {}
+        # (project, ip, day) -> geo + IP hash columns: a visitor's events repeat them.
+        self._ip_cache: dict[tuple[str, str, str], dict[str, str]] = {}
 
-    def _ip_info(self, project_id: str, ip: str, day: str) -> tuple[GeoInfo, str]:
+    def _ip_columns(self, project_id: str, ip: str, day: str) -> dict[str, str]:
         key = (project_id, ip, day)
         found = self._ip_cache.get(key)
         if found is None:
             if len(self._ip_cache) >= 50_000:
                 self._ip_cache.clear()
-            found = self._ip_cache[key] = (
-                self.geo.lookup(ip),
-                self.hasher.hash(ip, project_id=project_id, day=day),
-            )
+            geo = self.geo.lookup(ip)
+            found = {"ip_hash": self.hasher.hash(ip, project_id=project_id, day=day)}
+            if geo.country:
+                found["country"] = geo.country
+            if geo.region:
+                found["region"] = geo.region
+            if geo.city:
+                found["city"] = geo.city
+            self._ip_cache[key] = found
         return found
 
     def native(
@@ -353,9 +357,17 @@ class Normalizer:
             if screen:
                 width, height = screen.get("width"), screen.get("height")
                 if width is not None:
-                    row["screen_width"] = _uint(width, "context.screen.width", errors, 65535)
+                    row["screen_width"] = (
+                        width
+                        if width.__class__ is int and 0 <= width <= 65535
+                        else _uint(width, "context.screen.width", errors, 65535)
+                    )
                 if height is not None:
-                    row["screen_height"] = _uint(height, "context.screen.height", errors, 65535)
+                    row["screen_height"] = (
+                        height
+                        if height.__class__ is int and 0 <= height <= 65535
+                        else _uint(height, "context.screen.height", errors, 65535)
+                    )
             library = context.get("library")
             if isinstance(library, dict):
                 row["library"] = _text(library.get("name"), 64)
@@ -382,14 +394,9 @@ class Normalizer:
         if not title and isinstance(page_name, str):
             title = page_name[:1024]
         if url:
-            row["url"] = url
-            host, url_path, utm, click_id = url_parts(url)
-            row["host"] = host
-            row["path"] = path or url_path
-            if utm:
-                row.update(utm)
-            if click_id:
-                row["click_id"] = click_id
+            row.update(url_columns(url))
+            if path:
+                row["path"] = path
         elif path:
             row["path"] = path
         if title:
@@ -410,23 +417,9 @@ class Normalizer:
                     row[column] = _text(value, 256)
 
         if user_agent:
-            info = parse_user_agent(user_agent)
-            row["browser"] = info.browser
-            row["browser_version"] = info.browser_version
-            row["os"] = info.os
-            row["os_version"] = info.os_version
-            row["device_type"] = info.device_type
-            if info.is_bot:
-                row["is_bot"] = 1
+            row.update(user_agent_columns(user_agent))
         if ip:
-            geo, ip_hash = self._ip_info(project_id, ip, day or meta.day)
-            if geo.country:
-                row["country"] = geo.country
-            if geo.region:
-                row["region"] = geo.region
-            if geo.city:
-                row["city"] = geo.city
-            row["ip_hash"] = ip_hash
+            row.update(self._ip_columns(project_id, ip, day or meta.day))
             if meta.store_raw_ip:
                 row["ip"] = ip
 

@@ -46,7 +46,9 @@ def seeded(dashboard_server: SextantServer) -> Account:
     return account
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this
+# thread while it is open, and asyncio tests in later modules could not start their own.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail("Chromium is missing: run `make browser` (Debian's chromium package)")
@@ -54,7 +56,7 @@ def playwright_instance() -> Iterator[Playwright]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser = playwright_instance.chromium.launch(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True

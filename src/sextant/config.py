@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # Ingestion
     ingest_flush_interval_ms: int = Field(default=200, ge=1)
     ingest_flush_max_events: int = Field(default=10_000, ge=1)
+    # Group commit flushes as soon as the writer is idle, at most once per this many ms.
+    ingest_flush_min_spacing_ms: int = Field(default=100, ge=0)
     ingest_buffer_max_events: int = Field(default=200_000, ge=1)
     ingest_max_batch_events: int = Field(default=1_000, ge=1)
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)

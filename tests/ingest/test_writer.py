@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -156,3 +157,45 @@ async def test_links_without_new_rows_are_still_written(store: Any) -> None:
         {"p": project_id},
     ).rows
     assert links == (("anon",), ("anon-2",))
+
+
+async def test_group_commit_flushes_when_idle_and_batches_what_arrives_meanwhile(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a minimum spacing the interval only caps the wait: an idle writer flushes at once,
+    and the requests that arrive while a flush runs form the next block."""
+    project_id = str(uuid.uuid4())
+    # A 10-minute interval: nothing below may wait for it.
+    writer = Writer(
+        store,
+        flush_interval_ms=600_000,
+        flush_max_events=10_000,
+        buffer_max_events=1000,
+        min_spacing_ms=0,
+    )
+    inserting = threading.Event()
+    release = threading.Event()
+    original = writer._insert
+
+    def slow_insert(*args: Any) -> None:
+        inserting.set()
+        release.wait()
+        original(*args)
+
+    monkeypatch.setattr(writer, "_insert", slow_insert)
+    writer.start()
+    try:
+        first = asyncio.ensure_future(writer.write(project_id, rows(project_id, 1, "first")))
+        assert await asyncio.to_thread(inserting.wait, 30)  # flushed without waiting
+        later = asyncio.gather(
+            *(writer.write(project_id, rows(project_id, 1, f"later{i}")) for i in range(3))
+        )
+        await asyncio.sleep(0)
+        assert writer.buffered == 3  # waiting for the running flush, not for the interval
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, later), 30)
+    finally:
+        release.set()
+        await writer.close()
+    assert writer.stats.flush_sizes == [1, 3]
+    assert count(store, project_id) == 4

@@ -6,6 +6,12 @@ survive the process being killed; with `ingest_fsync` they are fsynced too). The
 flushed when it holds `flush_max_events` events or `flush_interval_ms` after its first
 event arrived, whichever comes first. One flush runs at a time, in a dedicated thread,
 because store calls block; requests keep arriving meanwhile and form the next block.
+
+With `min_spacing_ms` set (what the app does) this is real group commit: the buffer is
+flushed as soon as the previous flush finished and `min_spacing_ms` passed since it
+started, so an idle server answers at once and a busy one inserts one block per flush
+time; the interval only caps the wait. The spacing bounds inserts (ClickHouse makes one
+part per insert) to `1000 / min_spacing_ms` per second.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,24 +76,39 @@ class WriteResult:
     duplicates: int
 
 
-class _LruSet:
-    """A bounded set that forgets the oldest entries first."""
+class _RecentSet:
+    """A bounded set that forgets the oldest entries first, in generations.
+
+    Two plain sets: new keys go into the young one; when it holds `size // 2` keys the old
+    generation is dropped and the young one becomes old. Membership and insertion are one
+    set operation each (no per-key eviction), and at least the last `size // 2` keys are
+    always remembered.
+    """
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, None] = OrderedDict()
+        self.half = max(1, size // 2)
+        self._young: set[Any] = set()
+        self._old: set[Any] = set()
 
     def __contains__(self, key: object) -> bool:
-        return key in self._items
+        return key in self._young or key in self._old
 
     def add(self, key: Any) -> None:
-        items = self._items
-        items[key] = None
-        if len(items) > self.size:
-            items.popitem(last=False)
+        self._young.add(key)
+        if len(self._young) >= self.half:
+            self._old = self._young
+            self._young = set()
+
+    def update(self, keys: set[Any]) -> None:
+        young = self._young
+        if len(young) + len(keys) < self.half:
+            young |= keys
+            return
+        for key in keys:
+            self.add(key)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._young | self._old)
 
 
 @dataclass(slots=True)
@@ -111,10 +131,14 @@ class Writer:
         flush_interval_ms: int,
         flush_max_events: int,
         buffer_max_events: int,
+        min_spacing_ms: int | None = None,
         recent_ids: int = 500_000,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval_ms / 1000
+        # None: flush only on the interval or a full block; a number: as soon as idle.
+        self.min_spacing = None if min_spacing_ms is None else min_spacing_ms / 1000
+        self._last_flush = -1e9
         self.flush_max_events = flush_max_events
         self.buffer_max_events = buffer_max_events
         self._pending: list[_Pending] = []
@@ -126,14 +150,16 @@ class Writer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sextant-writer")
         # (project, message id) of events already stored by this process: a retry is
         # acknowledged without a second insert. FINAL covers what this cache forgets.
-        self._recent = _LruSet(recent_ids)
-        self._aliases_written = _LruSet(100_000)
+        self._recent = _RecentSet(recent_ids)
+        self._aliases_written = _RecentSet(100_000)
         self.stats = WriterStats()
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         if self._task is None:
+            # Read when scraped, so the hot path does not update a metric per request.
+            BUFFERED.set_function(lambda: self._pending_events)
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ingest-writer")
 
     async def close(self) -> None:
@@ -196,7 +222,6 @@ class Writer:
             self._first_at = time.monotonic()
             self._kick.set()
         self._pending_events += count
-        BUFFERED.set(self._pending_events)
         if self._pending_events >= self.flush_max_events:
             self._kick.set()
         # A client that disconnects cancels only this future: its rows stay in the block.
@@ -213,7 +238,10 @@ class Writer:
                 self._kick.clear()
                 await self._kick.wait()
                 continue
-            linger = self._first_at + self.flush_interval - time.monotonic()
+            now = time.monotonic()
+            linger = self._first_at + self.flush_interval - now
+            if self.min_spacing is not None:
+                linger = min(linger, self._last_flush + self.min_spacing - now)
             if linger > 0 and self._pending_events < self.flush_max_events and not self._closing:
                 self._kick.clear()
                 with contextlib.suppress(TimeoutError):
@@ -222,7 +250,7 @@ class Writer:
             batch = self._pending
             self._pending = []
             self._pending_events = 0
-            BUFFERED.set(0)
+            self._last_flush = time.monotonic()
             try:
                 await self._flush(batch)
             except Exception as exc:  # a bug here must not stop every later write
@@ -303,9 +331,7 @@ class Writer:
         self.stats.written += len(rows)
         if len(self.stats.flush_sizes) < 10_000:
             self.stats.flush_sizes.append(len(rows))
-        recent = self._recent
-        for key in keys:
-            recent.add(key)
+        self._recent.update(keys)
         for project_id, distinct_id, person_id, _ in links.values():
             self._aliases_written.add((project_id, distinct_id, person_id))
         for item in batch:

@@ -21,6 +21,23 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+# HTTP libraries and tools: when one of these sends the request itself, it is a server (or a
+# script) reporting on someone else's behalf, not the visitor. Its User-Agent header then says
+# nothing about the visitor, so it is ignored rather than recorded (or flagged as a bot).
+_HTTP_LIBRARY = re.compile(
+    r"^(curl|wget|python-requests|python-urllib|python-httpx|aiohttp|go-http-client|okhttp|"
+    r"node-fetch|undici|axios|got|java|apache-httpclient|libwww-perl|httpie|dart|"
+    r"postmanruntime|insomnia|ruby|faraday|guzzlehttp|rest-client|reqwest|sextant-python|"
+    r"analytics-python|analytics-node|analytics-ruby|analytics-go)\b",
+    re.IGNORECASE,
+)
+
+
+def visitor_user_agent(header: str) -> str:
+    """The request's User-Agent if a browser sent it; '' for server-side HTTP clients."""
+    return "" if _HTTP_LIBRARY.match(header) else header
+
+
 _BOT = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|bingpreview|facebookexternalhit|headless|phantomjs|"
     r"python-requests|python-urllib|curl/|wget/|go-http-client|httpclient|okhttp|"

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from sextant.config import Settings
 from sextant.core.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized
 from sextant.core.ratelimit import RateLimiter
-from sextant.ingest.enrich import TrustedProxies
+from sextant.ingest.enrich import TrustedProxies, visitor_user_agent
 from sextant.ingest.event import format_ms
 from sextant.ingest.normalize import (
     InvalidEvent,
@@ -236,7 +236,9 @@ class IngestService:
             store_raw_ip=ctx.store_raw_ip,
             received_ms=received_ms,
             ip=self.client_ip(request),
-            user_agent=(request.headers.get("user-agent") or "") if use_header_user_agent else "",
+            user_agent=visitor_user_agent(request.headers.get("user-agent") or "")
+            if use_header_user_agent
+            else "",
             sent_at_ms=sent_ms,
             received_text=format_ms(received_ms),
         )

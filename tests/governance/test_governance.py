@@ -306,3 +306,19 @@ def test_retention_pass_purges_events_of_projects_that_no_longer_exist(client: T
     assert project_rows(client, orphan) == 1
     apply_retention(store, app.state.db)  # type: ignore[attr-defined]
     assert project_rows(client, orphan) == 0
+
+
+def test_exported_timestamps_are_explicit_utc(
+    client: TestClient, project: dict[str, Any], write_key: str, read_key: str
+) -> None:
+    send(
+        client,
+        write_key,
+        [{"event": "e", "user_id": "t", "timestamp": "2026-07-01T12:30:00.250+02:00"}],
+    )
+    headers = {"X-API-Key": read_key}
+    line = client.get(f"/api/v1/projects/{project['id']}/export", headers=headers).content
+    row = orjson.loads(line.splitlines()[0])
+    assert row["timestamp"] == "2026-07-01T10:30:00.250Z"
+    text = client.get(f"/api/v1/projects/{project['id']}/export?format=csv", headers=headers).text
+    assert next(csv.DictReader(io.StringIO(text)))["timestamp"] == "2026-07-01T10:30:00.250Z"

@@ -162,11 +162,12 @@ def iter_event_pages(
         rows = result.dicts()
         if not rows:
             return
+        # Take the cursor before handing the page out: the consumer may rewrite the rows.
+        last = rows[-1]
+        cursor = (last["timestamp"], str(last["event_id"]))
         yield rows
         if len(rows) < PAGE_ROWS:
             return
-        last = rows[-1]
-        cursor = (last["timestamp"], str(last["event_id"]))
 
 
 def delete_project_rows(store: EventStore, *, project_id: str) -> None:

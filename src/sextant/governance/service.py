@@ -37,7 +37,19 @@ class PersonDeletion:
     events_deleted: int
 
 
+def _iso(moment: datetime) -> str:
+    """UTC with an explicit `Z` (the store hands back naive UTC datetimes)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _cell(value: Any) -> Any:
+    return _iso(value) if isinstance(value, datetime) else value
+
+
 def _json_row(row: dict[str, Any]) -> bytes:
+    for column in ("timestamp", "received_at"):
+        row[column] = _cell(row[column])
     props = row.get("properties") or "{}"
     try:
         row["properties"] = orjson.loads(props)
@@ -56,12 +68,7 @@ def _serialise(pages: Iterator[list[dict[str, Any]]], fmt: ExportFormat) -> Iter
     writer.writerow(queries.EXPORT_COLUMNS)
     for page in pages:
         for row in page:
-            writer.writerow(
-                [
-                    row[c].isoformat() if isinstance(row[c], datetime) else row[c]
-                    for c in queries.EXPORT_COLUMNS
-                ]
-            )
+            writer.writerow([_cell(row[c]) for c in queries.EXPORT_COLUMNS])
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()

@@ -166,6 +166,7 @@ class Source:
         filters: list[FilterItem] | None = None,
         *,
         persons: bool = False,
+        by_hash: bool = True,
         extra: list[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
@@ -176,6 +177,7 @@ class Source:
         self.params.values.setdefault("project_id", scope.project_id)
         self.params.values.setdefault("tz", scope.tz)
         self.persons = persons and scope.has_aliases
+        self.by_hash = by_hash
         where = ["e.project_id = {project_id:UUID}"]
         lo = start if start is not None else (rng.start if rng else None)
         hi = end if end is not None else (rng.end if rng else None)
@@ -194,15 +196,32 @@ class Source:
     @property
     def from_(self) -> str:
         sql = "events AS e FINAL"
-        if self.persons:
+        if self.persons and self.by_hash:
+            sql += f" LEFT JOIN ({HASHED_ALIASES}) AS pa ON pa.h = e.distinct_hash"
+        elif self.persons:
             sql += f" LEFT JOIN ({ALIASES}) AS pa ON pa.distinct_id = e.distinct_id"
         return sql
 
     @property
     def person(self) -> str:
+        """The person as a string (needs `by_hash=False` when persons are mapped)."""
         if self.persons:
+            assert not self.by_hash, "a hashed person mapping has no person string"
             return "if(pa.person_id != '', pa.person_id, e.distinct_id)"
         return "e.distinct_id"
+
+    @property
+    def person_hash(self) -> str:
+        """The person as a 64-bit hash: the stored `distinct_hash`, or the mapped person's.
+
+        Both sides hash with cityHash64, so an unmapped distinct id and a person id with
+        the same text are the same person, exactly as with the string comparison.
+        """
+        if self.persons and self.by_hash:
+            return "if(pa.ph != 0, pa.ph, e.distinct_hash)"
+        if self.persons:
+            return f"cityHash64({self.person})"
+        return "e.distinct_hash"
 
     def sql(self, select: str, tail: str = "") -> str:
         return f"SELECT {select} FROM {self.from_} WHERE {self.where} {tail}".strip()
@@ -360,7 +379,7 @@ def _measure(series: Series, cond: str, person: str, params: Params) -> str:
     if m == "total":
         return f"countIf({cond})"
     if m == "unique_persons":
-        return f"uniqExactIf(cityHash64({person}), {cond})"
+        return f"uniqExactIf({person}, {cond})"
     if m == "sessions":
         return f"uniqExactIf(cityHash64(e.session_id), {cond} AND e.session_id != '')"
     assert series.property is not None
@@ -441,7 +460,7 @@ def compile_trends(
     sets = "GROUP BY GROUPING SETS ((breakdown, bucket), (breakdown))"
     if not any(s.measure == "unique_persons" for s in series) or not scope.has_aliases:
         measures = [
-            f"{_measure(s, c, src.person, params)} AS m{i}"
+            f"{_measure(s, c, src.person_hash, params)} AS m{i}"
             for i, (s, c) in enumerate(zip(series, conds, strict=True))
         ]
         sql = src.sql(
@@ -452,7 +471,7 @@ def compile_trends(
     # Unique persons through the alias mapping: aggregate per distinct id, then map.
     partials = [_partial(s, c, params) for s, c in zip(series, conds, strict=True)]
     inner = src.sql(
-        f"{bucket} AS bucket, {key} AS breakdown, cityHash64(e.distinct_id) AS did, "
+        f"{bucket} AS bucket, {key} AS breakdown, e.distinct_hash AS did, "
         + ", ".join(f"{expr} AS x{i}" for i, (expr, _) in enumerate(partials)),
         f"AND ({any_cond}) GROUP BY bucket, breakdown, did",
     )
@@ -482,7 +501,7 @@ def compile_breakdown(*, scope: Scope, rng: TimeRange, query: BreakdownStatsQuer
     key = f"if({value} IN ({top}), {value}, '{OTHER}')"
     if scope.has_aliases:
         inner = src.sql(
-            f"e.timestamp >= {start} AS cur, {key} AS breakdown, cityHash64(e.distinct_id) AS did, "
+            f"e.timestamp >= {start} AS cur, {key} AS breakdown, e.distinct_hash AS did, "
             "count() AS n",
             "GROUP BY cur, breakdown, did",
         )
@@ -494,7 +513,7 @@ def compile_breakdown(*, scope: Scope, rng: TimeRange, query: BreakdownStatsQuer
     else:
         sql = src.sql(
             f"e.timestamp >= {start} AS cur, {key} AS breakdown, count() AS events, "
-            "uniqExact(cityHash64(e.distinct_id)) AS persons",
+            "uniqExact(e.distinct_hash) AS persons",
             "GROUP BY cur, breakdown",
         )
     return Compiled({"breakdown": sql}, params.values)
@@ -513,15 +532,19 @@ SUMMARY_DIMENSIONS = {
 
 
 def compile_summary(*, scope: Scope, rng: TimeRange, filters: list[FilterItem]) -> Compiled:
-    """Totals and the top values of the common dimensions, in one scan."""
+    """Totals and every value of the common dimensions, for this period (`cur` = 1) and the
+    previous one (`cur` = 0), in one scan over both periods."""
     params = Params()
-    src = Source(scope, params, rng, filters, persons=True)
+    prev = rng.previous()
+    src = Source(scope, params, None, filters, persons=True, start=prev.start, end=rng.end)
+    start = params.bind(_ts(rng.start), UTC64)
     dims = list(SUMMARY_DIMENSIONS.values())
     cols = ", ".join(f"{expr} AS d{i}" for i, expr in enumerate(dims))
-    sets = ", ".join(["()"] + [f"(d{i})" for i in range(len(dims))])
+    sets = ", ".join(["(cur)"] + [f"(cur, d{i})" for i in range(len(dims))])
     grouping = f"grouping({', '.join(f'd{i}' for i in range(len(dims)))})"
     sql = src.sql(
-        f"{grouping} AS g, {cols}, count() AS events, uniq({src.person}) AS persons",
+        f"{grouping} AS g, e.timestamp >= {start} AS cur, {cols}, count() AS events, "
+        f"uniq({src.person_hash}) AS persons",
         f"GROUP BY GROUPING SETS ({sets})",
     )
     return Compiled({"summary": sql}, params.values)
@@ -531,16 +554,16 @@ def compile_realtime(*, scope: Scope, since: datetime) -> Compiled:
     params = Params()
     src = Source(scope, params, None, [], persons=True, start=since)
     totals = src.sql(
-        f"uniqExact(cityHash64({src.person})) AS visitors, count() AS events, "
+        f"uniqExact({src.person_hash}) AS visitors, count() AS events, "
         "countIf(e.event = '$pageview') AS pageviews"
     )
     pages = src.sql(
-        f"e.path AS path, count() AS views, uniqExact(cityHash64({src.person})) AS visitors",
+        f"e.path AS path, count() AS views, uniqExact({src.person_hash}) AS visitors",
         "AND e.event = '$pageview' GROUP BY path ORDER BY views DESC, path LIMIT 10",
     )
     minutes = src.sql(
         f"{bucket_expr('minute')} AS bucket, count() AS events, "
-        f"uniqExact(cityHash64({src.person})) AS visitors",
+        f"uniqExact({src.person_hash}) AS visitors",
         "GROUP BY bucket ORDER BY bucket",
     )
     return Compiled({"totals": totals, "pages": pages, "minutes": minutes}, params.values)
@@ -578,7 +601,7 @@ def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compi
     else:
         key = "''"
     inner = src.sql(
-        f"{src.person} AS person, {funnel} AS funnel_level, {key} AS breakdown, "
+        f"{src.person_hash} AS person, {funnel} AS funnel_level, {key} AS breakdown, "
         f"minIf({ts}, {conds[0]}) AS t0, "
         f"groupArrayIf(({ts}, toUInt64({mask}) AS step_mask), step_mask > 0) AS raw",
         "GROUP BY person",
@@ -618,10 +641,12 @@ def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compi
 
 # -- retention -------------------------------------------------------------------------------
 
+# Applied to local Dates (already in the project's zone): ClickHouse accepts a time zone
+# argument only for DateTime inputs, so the zone is applied once, by toDate(..., tz).
 _PERIOD_START = {
-    "day": "toDate({x}, {{tz:String}})",
-    "week": "toMonday({x}, {{tz:String}})",
-    "month": "toStartOfMonth({x}, {{tz:String}})",
+    "day": "{x}",
+    "week": "toMonday({x})",
+    "month": "toStartOfMonth({x})",
 }
 
 
@@ -635,7 +660,7 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
     lo = params.bind(_ts(rng.start), UTC64)
     first_from, first_person = first_src.mapped(
         first_src.sql(
-            "cityHash64(e.distinct_id) AS did, min(e.timestamp) AS first_ts",
+            "e.distinct_hash AS did, min(e.timestamp) AS first_ts",
             f"AND {start_cond} GROUP BY did",
         )
     )
@@ -644,13 +669,11 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
         f"GROUP BY person HAVING first_ts >= {lo}"
     )
     act_from, act_person = act_src.mapped(
-        act_src.sql(
-            "DISTINCT cityHash64(e.distinct_id) AS did, toDate(e.timestamp, {tz:String}) AS day"
-        )
+        act_src.sql("DISTINCT e.distinct_hash AS did, toDate(e.timestamp, {tz:String}) AS day")
     )
     acts = f"SELECT DISTINCT {act_person} AS person, i.day AS day FROM {act_from}"
-    cohort = _PERIOD_START[unit].format(x="f.first_ts")
-    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].format(x='a.day')})"
+    cohort = _PERIOD_START[unit].replace("{x}", "toDate(f.first_ts, {tz:String})")
+    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].replace('{x}', 'a.day')})"
     last_day = params.bind(
         (rng.end - timedelta(milliseconds=1)).astimezone(rng.zone).date().isoformat(), "Date"
     )
@@ -693,7 +716,7 @@ def compile_active_users(
     params = Params()
     src = Source(scope, params, rng, filters, start=lookback_start)
     per_id = src.sql(
-        "cityHash64(e.distinct_id) AS did, groupUniqArray(toDate(e.timestamp, {tz:String})) AS ds",
+        "e.distinct_hash AS did, groupUniqArray(toDate(e.timestamp, {tz:String})) AS ds",
         "GROUP BY did",
     )
     if scope.has_aliases:
@@ -734,7 +757,7 @@ def compile_paths(*, scope: Scope, rng: TimeRange, query: PathsQuery) -> Compile
     depth = int(query.depth)
     from_, person = src.mapped(
         src.sql(
-            "cityHash64(e.distinct_id) AS did, groupArray((e.timestamp, toString(e.event))) AS evs",
+            "e.distinct_hash AS did, groupArray((e.timestamp, toString(e.event))) AS evs",
             "GROUP BY did",
         )
     )
@@ -923,7 +946,7 @@ def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
     extra = ["(e.type = 'web3' OR e.tx_hash != '' OR e.wallet_address != '')"]
     if query.wallet is not None:
         extra.append(f"lower(e.wallet_address) = lower({params.bind(query.wallet, 'String')})")
-    src = Source(scope, params, rng, query.filters, persons=True, extra=extra)
+    src = Source(scope, params, rng, query.filters, persons=True, by_hash=False, extra=extra)
     ok = params.bind(list(TX_SUCCESS), "Array(String)")
     bad = params.bind(list(TX_FAILED), "Array(String)")
     tx = "e.tx_hash != ''"

@@ -379,13 +379,21 @@ class AnalyticsService:
 
     # -- summary and breakdown -----------------------------------------------------------------
 
-    def _summary_rows(self, scope: q.Scope, rng: TimeRange, query: SummaryQuery) -> dict[str, Any]:
+    def _summary_rows(
+        self, scope: q.Scope, rng: TimeRange, query: SummaryQuery
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(this period, the previous one) from one statement over both."""
         compiled = q.compile_summary(scope=scope, rng=rng, filters=query.filters)
         rows = self._run(compiled, "summary")
         names = list(q.SUMMARY_DIMENSIONS)
         n = len(names)
-        out: dict[str, Any] = {"total_events": 0, "unique_users": 0, "dims": {k: {} for k in names}}
+
+        def empty() -> dict[str, Any]:
+            return {"total_events": 0, "unique_users": 0, "dims": {k: {} for k in names}}
+
+        periods = {1: empty(), 0: empty()}
         for row in rows:
+            out = periods[int(row["cur"])]
             g = int(row["g"])
             if g == (1 << n) - 1:
                 out["total_events"] = int(row["events"])
@@ -398,14 +406,13 @@ class AnalyticsService:
                     if value != "" or names[i] not in ("pages",):
                         out["dims"][names[i]][value] = (int(row["events"]), int(row["persons"]))
                     break
-        return out
+        return periods[1], periods[0]
 
     def _summary(self, ctx: ProjectContext, query: SummaryQuery) -> dict[str, Any]:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day")
-        cur = self._summary_rows(scope, rng, query)
+        cur, prev = self._summary_rows(scope, rng, query)
         prev_rng = rng.previous()
-        prev = self._summary_rows(scope, prev_rng, query)
         body: dict[str, Any] = {
             "kind": "summary",
             **self._range_body(rng),

@@ -7,61 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sextant.core.eventstore import EventStore
+from sextant.ingest.event import EVENT_COLUMNS
 
-# Column list for exports: big integers as text so every JSON reader keeps them exact.
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "message_id",
-    "type",
-    "event",
-    "timestamp",
-    "received_at",
-    "distinct_id",
-    "user_id",
-    "anonymous_id",
-    "session_id",
-    "url",
-    "host",
-    "path",
-    "title",
-    "referrer",
-    "referrer_domain",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "click_id",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device_type",
-    "is_bot",
-    "locale",
-    "screen_width",
-    "screen_height",
-    "country",
-    "region",
-    "city",
-    "ip_hash",
-    "library",
-    "library_version",
-    "http_method",
-    "http_route",
-    "http_status",
-    "duration_ms",
-    "request_bytes",
-    "response_bytes",
-    "chain_id",
-    "wallet_address",
-    "contract_address",
-    "tx_hash",
-    "tx_value",
-    "token_symbol",
-    "tx_status",
-    "properties",
-)
+# Every column but the tenant key and the raw IP (only stored on opt-in, never exported).
+EXPORT_COLUMNS: tuple[str, ...] = tuple(c for c in EVENT_COLUMNS if c not in ("project_id", "ip"))
+# Big integers and UUIDs as text, so every JSON reader keeps them exact.
 _SELECT = ", ".join(
     "toString(tx_value) AS tx_value"
     if c == "tx_value"

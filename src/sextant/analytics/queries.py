@@ -409,39 +409,6 @@ def _breakdown_key(breakdown: Breakdown | None, src: Source, params: Params, ran
     return f"if({value} IN ({top}), {value}, '{OTHER}')"
 
 
-def _partial(series: Series, cond: str, params: Params) -> tuple[str, str]:
-    """(per-distinct-id partial aggregate, how the outer query combines it)."""
-    m = series.measure
-    if m == "total":
-        return f"countIf({cond})", "sum({x})"
-    if m == "unique_persons":
-        return f"countIf({cond})", "uniqExactIf(person, {x} > 0)"
-    if m == "sessions":
-        return (
-            f"uniqExactIfState(cityHash64(e.session_id), {cond} AND e.session_id != '')",
-            "uniqExactIfMerge({x})",
-        )
-    assert series.property is not None
-    prop = series.property
-    if prop in BIGINT_COLUMNS:
-        if m == "sum":
-            return f"sumIf(e.{prop}, {cond})", "toString(sum({x}))"
-        if m in ("min", "max"):
-            return f"{m}IfOrNull(e.{prop}, {cond})", f"ifNull(toString({m}({{x}})), '')"
-    num = number_expr(prop, params)
-    if m == "sum":
-        return f"sumIf({num}, {cond})", "sum({x})"
-    if m in ("min", "max"):
-        return f"{m}IfOrNull({num}, {cond})", f"{m}({{x}})"
-    if m == "avg":
-        return f"avgIfState({num}, {cond})", "avgIfMerge({x})"
-    level = {"median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}[m]
-    return (
-        f"quantileExactInclusiveIfState({level})({num}, {cond})",
-        f"quantileExactInclusiveIfMerge({level})({{x}})",
-    )
-
-
 def compile_trends(
     *,
     scope: Scope,
@@ -452,36 +419,22 @@ def compile_trends(
     bucketed: bool,
 ) -> Compiled:
     params = Params()
-    src = Source(scope, params, rng, filters)
+    # Unique persons map each row's stored distinct-id hash through a numeric hash join to
+    # the (small) alias table: cheaper than pre-aggregating per distinct id and mapping.
+    persons = any(s.measure == "unique_persons" for s in series)
+    src = Source(scope, params, rng, filters, persons=persons)
     conds = [event_condition(s.event, s.filters, params) for s in series]
-    key = _breakdown_key(breakdown, src, params, conds[0])
+    key = _breakdown_key(breakdown, Source(scope, params, rng, filters), params, conds[0])
     any_cond = " OR ".join(conds) if "1" not in conds else "1"
     bucket = bucket_expr(rng.interval) if bucketed else "''"
     sets = "GROUP BY GROUPING SETS ((breakdown, bucket), (breakdown))"
-    if not any(s.measure == "unique_persons" for s in series) or not scope.has_aliases:
-        measures = [
-            f"{_measure(s, c, src.person_hash, params)} AS m{i}"
-            for i, (s, c) in enumerate(zip(series, conds, strict=True))
-        ]
-        sql = src.sql(
-            f"{bucket} AS bucket, {key} AS breakdown, {', '.join(measures)}",
-            f"AND ({any_cond}) {sets}",
-        )
-        return Compiled({"trends": sql}, params.values)
-    # Unique persons through the alias mapping: aggregate per distinct id, then map.
-    partials = [_partial(s, c, params) for s, c in zip(series, conds, strict=True)]
-    inner = src.sql(
-        f"{bucket} AS bucket, {key} AS breakdown, e.distinct_hash AS did, "
-        + ", ".join(f"{expr} AS x{i}" for i, (expr, _) in enumerate(partials)),
-        f"AND ({any_cond}) GROUP BY bucket, breakdown, did",
-    )
-    from_, person = src.mapped(inner)
-    outer = ", ".join(
-        f"{combine.format(x=f'i.x{i}')} AS m{i}" for i, (_, combine) in enumerate(partials)
-    )
-    sql = (
-        f"SELECT i.bucket AS bucket, i.breakdown AS breakdown, {outer} "
-        f"FROM (SELECT *, {person} AS person FROM {from_}) AS i {sets}"
+    measures = [
+        f"{_measure(s, c, src.person_hash, params)} AS m{i}"
+        for i, (s, c) in enumerate(zip(series, conds, strict=True))
+    ]
+    sql = src.sql(
+        f"{bucket} AS bucket, {key} AS breakdown, {', '.join(measures)}",
+        f"AND ({any_cond}) {sets}",
     )
     return Compiled({"trends": sql}, params.values)
 
@@ -492,30 +445,27 @@ def compile_breakdown(*, scope: Scope, rng: TimeRange, query: BreakdownStatsQuer
     params = Params()
     prev = rng.previous()
     cond = event_condition(query.event, [], params)
-    src = Source(scope, params, None, query.filters, start=prev.start, end=rng.end, extra=[cond])
+    src = Source(
+        scope,
+        params,
+        None,
+        query.filters,
+        persons=True,
+        start=prev.start,
+        end=rng.end,
+        extra=[cond],
+    )
     current = Source(scope, params, rng, query.filters, extra=[cond])
     value = value_expr(query.property, params)
     limit = params.bind(query.limit, "UInt32")
     top = current.sql(f"{value} AS v", f"GROUP BY v ORDER BY count() DESC, v LIMIT {limit}")
     start = params.bind(_ts(rng.start), UTC64)
     key = f"if({value} IN ({top}), {value}, '{OTHER}')"
-    if scope.has_aliases:
-        inner = src.sql(
-            f"e.timestamp >= {start} AS cur, {key} AS breakdown, e.distinct_hash AS did, "
-            "count() AS n",
-            "GROUP BY cur, breakdown, did",
-        )
-        from_, person = src.mapped(inner)
-        sql = (
-            "SELECT i.cur AS cur, i.breakdown AS breakdown, sum(i.n) AS events, "
-            f"uniqExact({person}) AS persons FROM {from_} GROUP BY cur, breakdown"
-        )
-    else:
-        sql = src.sql(
-            f"e.timestamp >= {start} AS cur, {key} AS breakdown, count() AS events, "
-            "uniqExact(e.distinct_hash) AS persons",
-            "GROUP BY cur, breakdown",
-        )
+    sql = src.sql(
+        f"e.timestamp >= {start} AS cur, {key} AS breakdown, count() AS events, "
+        f"uniqExact({src.person_hash}) AS persons",
+        "GROUP BY cur, breakdown",
+    )
     return Compiled({"breakdown": sql}, params.values)
 
 
@@ -544,7 +494,7 @@ def compile_summary(*, scope: Scope, rng: TimeRange, filters: list[FilterItem]) 
     grouping = f"grouping({', '.join(f'd{i}' for i in range(len(dims)))})"
     sql = src.sql(
         f"{grouping} AS g, e.timestamp >= {start} AS cur, {cols}, count() AS events, "
-        f"uniq({src.person_hash}) AS persons",
+        f"uniqExact({src.person_hash}) AS persons",
         f"GROUP BY GROUPING SETS ({sets})",
     )
     return Compiled({"summary": sql}, params.values)
@@ -991,3 +941,33 @@ def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
         },
         params.values,
     )
+
+
+# -- visits (sessions) -----------------------------------------------------------------------
+
+
+def compile_sessions(*, scope: Scope, rng: TimeRange, filters: list[FilterItem]) -> Compiled:
+    """Visits, bounces and visit length for this period (`cur` = 1) and the previous one.
+
+    A visit is a session id with at least one page view; it belongs to the period in which
+    it started. A bounce is a visit with exactly one page view. Its length runs from its
+    first to its last event of any kind.
+    """
+    params = Params()
+    prev = rng.previous()
+    src = Source(
+        scope, params, None, filters, start=prev.start, end=rng.end, extra=["e.session_id != ''"]
+    )
+    start = params.bind(_ts(rng.start), UTC64)
+    per_visit = src.sql(
+        "e.session_id AS sid, min(e.timestamp) AS first_ts, max(e.timestamp) AS last_ts, "
+        "countIf(e.event = '$pageview') AS views",
+        "GROUP BY sid HAVING views > 0",
+    )
+    sql = (
+        f"SELECT first_ts >= {start} AS cur, count() AS visits, countIf(views = 1) AS bounces, "
+        "sum(views) AS pageviews, "
+        "avg(dateDiff('millisecond', first_ts, last_ts)) / 1000 AS avg_duration_seconds "
+        f"FROM ({per_visit}) GROUP BY cur"
+    )
+    return Compiled({"sessions": sql}, params.values)

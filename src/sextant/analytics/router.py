@@ -27,6 +27,7 @@ from sextant.analytics.schemas import (
     RealtimeQuery,
     RetentionQuery,
     Series,
+    SessionsQuery,
     SummaryQuery,
     TrendsQuery,
     Web3Query,
@@ -481,3 +482,25 @@ async def _live_stream(
             last_beat = now
             yield b": heartbeat\n\n"
         await asyncio.sleep(poll)
+
+
+@router.get("/stats/sessions")
+async def stats_sessions(
+    ctx: ProjectReadDep,
+    service: AnalyticsDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    filters: FiltersParam = None,
+    include_bots: bool = False,
+    fresh: Fresh = False,
+) -> dict[str, Any]:
+    """Visits, bounce rate (% of visits with one page view), average visit length and page
+    views per visit, each with the previous period's value."""
+    query = _build(
+        SessionsQuery,
+        date_from=date_from,
+        date_to=date_to,
+        filters=_filters(filters),
+        include_bots=include_bots,
+    )
+    return await service.run(ctx, query, fresh=fresh)

@@ -354,3 +354,9 @@ class BreakdownStatsQuery(DateRangeMixin):
 class RealtimeQuery(_Model):
     kind: Literal["realtime"] = "realtime"
     minutes: int = Field(default=5, ge=1, le=60)
+
+
+class SessionsQuery(DateRangeMixin):
+    """Visits: sessions with at least one page view, their bounce rate and duration."""
+
+    kind: Literal["sessions"] = "sessions"

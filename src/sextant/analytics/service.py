@@ -30,6 +30,7 @@ from sextant.analytics.schemas import (
     RealtimeQuery,
     RetentionQuery,
     Series,
+    SessionsQuery,
     SummaryQuery,
     TrendsQuery,
     Web3Query,
@@ -193,6 +194,7 @@ class AnalyticsService:
             ApiMetricsQuery: self._api_metrics,
             Web3Query: self._web3,
             SummaryQuery: self._summary,
+            SessionsQuery: self._sessions,
             BreakdownStatsQuery: self._breakdown,
             RealtimeQuery: self._realtime,
         }
@@ -879,4 +881,42 @@ class AnalyticsService:
                 for r in self._run(compiled, "wallets")
             ],
             "series": series,
+        }
+
+    # -- visits ------------------------------------------------------------------------------
+
+    def _sessions(self, ctx: ProjectContext, query: SessionsQuery) -> dict[str, Any]:
+        scope = self._scope(ctx, query.include_bots)
+        rng = self._range(ctx, query, "day")
+        compiled = q.compile_sessions(scope=scope, rng=rng, filters=query.filters)
+        by_period = {int(row["cur"]): row for row in self._run(compiled, "sessions")}
+
+        def figures(row: dict[str, Any] | None) -> dict[str, Any]:
+            visits = int(row["visits"]) if row else 0
+            if not row or not visits:
+                return {
+                    "visits": 0,
+                    "bounce_rate": None,
+                    "avg_duration_seconds": None,
+                    "views_per_visit": None,
+                }
+            return {
+                "visits": visits,
+                "bounce_rate": round(100.0 * int(row["bounces"]) / visits, 2),
+                "avg_duration_seconds": round(float(row["avg_duration_seconds"]), 1),
+                "views_per_visit": round(int(row["pageviews"]) / visits, 2),
+            }
+
+        cur, prev = figures(by_period.get(1)), figures(by_period.get(0))
+        prev_rng = rng.previous()
+        return {
+            "kind": "sessions",
+            **self._range_body(rng),
+            "previous": {
+                "date_from": prev_rng.iso(prev_rng.start),
+                "date_to": prev_rng.iso(prev_rng.end),
+                **prev,
+            },
+            **cur,
+            "comparison": {name: change(cur[name], prev[name]) for name in cur},
         }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -344,8 +345,13 @@ def run(
     start = (local_end.replace(hour=0) - timedelta(days=args.days - 1)).astimezone(UTC)
     theirs = pg_reports(start, end)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    load1, load5, load15 = os.getloadavg()
     print(
-        f"\n{'report':<12} {'uncached p50':>12} {'p95':>8} {'cached p50':>11} {'p95':>7} "
+        f"\nload average before the runs: {load1:.2f} {load5:.2f} {load15:.2f} "
+        f"({os.cpu_count()} CPUs; other processes share them)"
+    )
+    print(
+        f"{'report':<12} {'uncached p50':>12} {'p95':>8} {'cached p50':>11} {'p95':>7} "
         f"{'PostgreSQL p50':>15} {'p95':>9} {'speed-up (p95)':>15}"
     )
     for name, query in ours.items():
@@ -370,6 +376,8 @@ def run(
             f"{name:<12} {u50:>10.1f}ms {u95:>6.1f}ms {c50:>9.2f}ms {c95:>5.2f}ms "
             f"{p50:>13.0f}ms {p95:>7.0f}ms {p95 / u95:>14.1f}x"
         )
+    load1, load5, load15 = os.getloadavg()
+    print(f"load average after the runs: {load1:.2f} {load5:.2f} {load15:.2f}")
     loop.close()
     _ = statistics  # keep import for callers extending the report
 

@@ -42,8 +42,14 @@ def test_report_pages_render_seeded_data(
     base = f"{dashboard_server.url}/#/p/{seeded.project_id}"
     sign_in(page, dashboard_server, seeded)
 
-    # Overview: cards, the chart and the top lists.
+    # Overview: cards (bounce rate and visit length from the visits report), the chart and
+    # the top lists.
     expect(page.locator(".stat-value").first).to_have_text(re.compile(r"[1-9]"))
+    bounce = page.locator(".stat", has_text="Bounce rate").locator(".stat-value")
+    expect(bounce).to_have_text(re.compile(r"^\d{1,3}%$"))
+    expect(page.locator(".stat", has_text="Visit duration")).to_contain_text(
+        re.compile(r"\d+[smh]")
+    )
     expect(page.locator(".chart svg path.line").first).to_be_visible()
     pages_card = page.locator("section.card", has_text="Top pages")
     expect(pages_card.locator(".barlist li").first).to_be_visible()

@@ -20,6 +20,14 @@ function countryName(code) {
   return name;
 }
 
+/** Seconds as `42s`, `3m 05s` or `1h 02m`. */
+function duration(seconds) {
+  const s = Math.round(Number(seconds) || 0);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
 export async function render(main, ctx) {
   const { range, head, chips } = controls(ctx, { subtitle: "Traffic and activity at a glance" });
   const interval = intervalFor(range);
@@ -51,11 +59,14 @@ export async function render(main, ctx) {
     return;
   }
 
-  // Cards: click one to chart it.
-  const sessions = totals.sessions ? Number(totals.sessions.value) : 0;
+  // Cards: click one to chart it. Bounce rate and visit length come from the visits report.
+  let visits = null;
+  try { visits = await stats(ctx, "stats/sessions", rangeParams(range)); } catch { visits = null; }
   const extra = [];
-  if (sessions && totals.pageviews) {
-    extra.push({ label: "Views per visit", value: (Number(totals.pageviews.value) / sessions).toFixed(2) });
+  if (visits && visits.visits) {
+    const cmp = visits.comparison || {};
+    extra.push({ label: "Bounce rate", value: `${Math.round(visits.bounce_rate)}%`, c: cmp.bounce_rate, invert: true });
+    extra.push({ label: "Visit duration", value: duration(visits.avg_duration_seconds), c: cmp.avg_duration_seconds });
   }
   clear(cards, METRICS.map((m) => {
     const t = totals[m.id] || {};
@@ -64,7 +75,8 @@ export async function render(main, ctx) {
       onclick: () => ctx.setParams((p) => p.set("metric", m.id)),
     }, h("div", { class: "stat-label" }, m.label), h("div", { class: "stat-value" }, num(t.value)),
     change(t.value, t.previous, t.change));
-  }), extra.map((x) => h("div", { class: "stat" }, h("div", { class: "stat-label" }, x.label), h("div", { class: "stat-value" }, x.value))));
+  }), extra.map((x) => h("div", { class: "stat" }, h("div", { class: "stat-label" }, x.label), h("div", { class: "stat-value" }, x.value),
+    x.c ? change(x.c.value, x.c.previous, x.c.change_pct, x.invert) : null)));
 
   const series = trendSeries(trends, selected);
   clear(chartCard,

@@ -550,18 +550,28 @@ def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compi
         key = f"argMinIf({value}, e.timestamp, {conds[0]})"
     else:
         key = "''"
+    if query.order == "any":
+        collected = "step_mask > 0"
+        evs = "arraySort(raw)"
+    else:
+        # The time-to-convert chain starts at the first step-1 event and then only looks
+        # for later steps, so events matching step 1 alone (mask 1: typically the bulk,
+        # page views) matter only as that start: collect the others, and put the start
+        # back as (t0, 1) when a step-1-only event sits at t0 (sorted first, as before).
+        # Only the window after t0 feeds the chain; cutting the arrays there keeps heavy
+        # users cheap.
+        collected = "step_mask > 1"
+        evs = (
+            "arraySort(arrayConcat(arrayFilter(x -> t0_only = t0, [(t0, toUInt64(1))]), "
+            f"arrayFilter(y -> y.1 >= t0 AND y.1 <= t0 + {window}, raw)))"
+        )
     inner = src.sql(
         f"{src.person_hash} AS person, {funnel} AS funnel_level, {key} AS breakdown, "
         f"minIf({ts}, {conds[0]}) AS t0, "
-        f"groupArrayIf(({ts}, toUInt64({mask}) AS step_mask), step_mask > 0) AS raw",
+        f"groupArrayIf(({ts}, toUInt64({mask}) AS step_mask), {collected}) AS raw, "
+        "minIf(" + ts + ", step_mask = 1) AS t0_only",
         "GROUP BY person",
     )
-    if query.order == "any":
-        evs = "arraySort(raw)"
-    else:
-        # Only the window after the first step-1 event feeds the time-to-convert chain;
-        # cutting the arrays there keeps heavy users cheap.
-        evs = f"arraySort(arrayFilter(y -> y.1 >= t0 AND y.1 <= t0 + {window}, raw))"
     # Time to convert: the greedy chain from the person's first step-1 event (the earliest
     # later event of each next step), counted only where that chain fits the window.
     chain = ["arrayFirstIndex(y -> bitTest(y.2, 0), evs) AS i1"]

@@ -225,9 +225,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
-    # Group commit holds each request for up to the flush interval (200 ms by default), so
-    # single-event throughput needs many requests in flight, as real traffic from many
-    # clients has; latency percentiles are printed next to the throughput.
+    # Group commit holds each request until its block is inserted (one insert at a time, at
+    # most one per ingest_flush_min_spacing_ms), so single-event throughput needs many
+    # requests in flight, as real traffic from many clients has; latency percentiles are
+    # printed next to the throughput.
     parser.add_argument("--single-connections", type=int, default=1024)
     parser.add_argument("--batch-connections", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=500)

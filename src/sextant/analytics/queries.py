@@ -149,12 +149,6 @@ ALIASES = (
     "WHERE project_id = {project_id:UUID} GROUP BY distinct_id"
 )
 
-HASHED_ALIASES = (
-    "SELECT cityHash64(distinct_id) AS h, cityHash64(argMax(person_id, updated_at)) AS ph "
-    "FROM person_aliases WHERE project_id = {project_id:UUID} GROUP BY distinct_id"
-)
-
-
 # The same mapping as two parallel arrays (distinct-id hash -> person hash) in one scalar
 # subquery: ClickHouse evaluates it once per statement, and `transform` over constant arrays
 # looks each row up in a hash table built once, far cheaper than a hash JOIN (which also
@@ -239,17 +233,13 @@ class Source:
         return f"SELECT {select} FROM {self.from_} WHERE {self.where} {tail}".strip()
 
     def mapped(self, inner: str) -> tuple[str, str]:
-        """`FROM (inner) AS i` joined to the person mapping on `i.did`, and the person.
-
-        `i.did` is the 64-bit hash of the distinct id and the person comes out hashed too:
-        aggregating per hashed id first and mapping the (far fewer) aggregated rows through
-        a numeric join is several times cheaper than joining every event row by string.
-        """
+        """`FROM (inner) AS i` and the person of `i.did` (the 64-bit hash of a distinct id),
+        hashed too: the per-id aggregates of `inner` are mapped through the alias map."""
         if not self.scope.has_aliases:
             return f"({inner}) AS i", "i.did"
         return (
-            f"({inner}) AS i LEFT JOIN ({HASHED_ALIASES}) AS pa ON pa.h = i.did",
-            "if(pa.ph != 0, pa.ph, i.did)",
+            f"({inner}) AS i",
+            f"transform(i.did, tupleElement({ALIAS_MAP}, 1), tupleElement({ALIAS_MAP}, 2), i.did)",
         )
 
 

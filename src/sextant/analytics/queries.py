@@ -38,6 +38,7 @@ from sextant.analytics.schemas import (
 )
 from sextant.analytics.timerange import TimeRange
 from sextant.core.errors import BadRequest
+from sextant.ingest.event import EVENT_COLUMNS as STORED_COLUMNS
 
 # Distinct counts hash their argument to 64 bits first (cityHash64): exact up to hash
 # collisions (odds about 1 in 10^6 of being off by one at four million persons), and
@@ -50,58 +51,9 @@ QUERY_SETTINGS: dict[str, Any] = {
 }
 OTHER = "$other"
 UTC64 = "DateTime64(3, 'UTC')"
-EVENT_COLUMNS = (
-    "event_id",
-    "message_id",
-    "type",
-    "event",
-    "timestamp",
-    "received_at",
-    "distinct_id",
-    "user_id",
-    "anonymous_id",
-    "session_id",
-    "url",
-    "host",
-    "path",
-    "title",
-    "referrer",
-    "referrer_domain",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "click_id",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device_type",
-    "is_bot",
-    "locale",
-    "screen_width",
-    "screen_height",
-    "country",
-    "region",
-    "city",
-    "library",
-    "library_version",
-    "http_method",
-    "http_route",
-    "http_status",
-    "duration_ms",
-    "request_bytes",
-    "response_bytes",
-    "chain_id",
-    "wallet_address",
-    "contract_address",
-    "tx_hash",
-    "tx_value",
-    "token_symbol",
-    "tx_status",
-    "properties",
-)
+# An event as the activity feed shows it: every stored column but the tenant and the IP
+# fields (a hash, and the raw address on opt-in), which no report hands out.
+EVENT_COLUMNS = tuple(c for c in STORED_COLUMNS if c not in ("project_id", "ip_hash", "ip"))
 TX_SUCCESS = ("success", "confirmed", "succeeded")
 TX_FAILED = ("failed", "reverted", "dropped", "error")
 

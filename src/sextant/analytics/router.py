@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -94,6 +95,28 @@ def _filters(raw: str | None) -> list[FilterItem]:
         raise Unprocessable(f"{first['field']}: {first['message']}", details=details) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The date range and filters every report endpoint takes."""
+
+    date_from: str | None
+    date_to: str | None
+    filters: list[FilterItem]
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {"date_from": self.date_from, "date_to": self.date_to, "filters": self.filters}
+
+
+def get_window(
+    date_from: DateFrom = None, date_to: DateTo = None, filters: FiltersParam = None
+) -> Window:
+    return Window(date_from, date_to, _filters(filters))
+
+
+WindowDep = Annotated[Window, Depends(get_window)]
+
+
 def _build(model: type[M], **values: Any) -> M:
     """Build a query model from GET parameters; errors name the query parameter."""
     try:
@@ -120,9 +143,7 @@ async def run_query(
 async def stats_summary(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    filters: FiltersParam = None,
+    window: WindowDep,
     include_bots: bool = False,
     limit: int = 10,
     fresh: Fresh = False,
@@ -130,9 +151,7 @@ async def stats_summary(
     """Totals, top values of the common dimensions, each with the previous period's value."""
     query = _build(
         SummaryQuery,
-        date_from=date_from,
-        date_to=date_to,
-        filters=_filters(filters),
+        **window.values,
         include_bots=include_bots,
         limit=limit,
     )
@@ -143,11 +162,9 @@ async def stats_summary(
 async def stats_timeseries(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
+    window: WindowDep,
     interval: Interval | None = None,
     event: str | None = None,
-    filters: FiltersParam = None,
     include_bots: bool = False,
     compare: bool = False,
     fresh: Fresh = False,
@@ -156,10 +173,8 @@ async def stats_timeseries(
     query = _build(
         TrendsQuery,
         kind="trends",
-        date_from=date_from,
-        date_to=date_to,
+        **window.values,
         interval=interval,
-        filters=_filters(filters),
         include_bots=include_bots,
         compare=compare,
         series=[
@@ -174,11 +189,9 @@ async def stats_timeseries(
 async def stats_breakdown(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
+    window: WindowDep,
     dimension: str,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
     event: str | None = None,
-    filters: FiltersParam = None,
     include_bots: bool = False,
     limit: int = 10,
     fresh: Fresh = False,
@@ -187,10 +200,8 @@ async def stats_breakdown(
     query = _build(
         BreakdownStatsQuery,
         property=DIMENSIONS.get(dimension, dimension),
-        date_from=date_from,
-        date_to=date_to,
+        **window.values,
         event=event,
-        filters=_filters(filters),
         include_bots=include_bots,
         limit=limit,
     )
@@ -210,13 +221,11 @@ async def stats_realtime(
 async def retention(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
+    window: WindowDep,
     start_event: str | None = None,
     return_event: str | None = None,
     interval: str = "day",
     periods: int = 8,
-    filters: FiltersParam = None,
     include_bots: bool = False,
     fresh: Fresh = False,
 ) -> dict[str, Any]:
@@ -224,13 +233,11 @@ async def retention(
     query = _build(
         RetentionQuery,
         kind="retention",
-        date_from=date_from,
-        date_to=date_to,
+        **window.values,
         start_event=start_event,
         return_event=return_event,
         interval=interval,
         periods=periods,
-        filters=_filters(filters),
         include_bots=include_bots,
     )
     return await service.run(ctx, query, fresh=fresh)
@@ -253,11 +260,9 @@ async def person(
 async def events(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
+    window: WindowDep,
     event: str | None = None,
     distinct_id: str | None = None,
-    filters: FiltersParam = None,
     include_bots: bool = False,
     limit: int = 50,
     cursor: str | None = None,
@@ -267,11 +272,9 @@ async def events(
     query = _build(
         EventsQuery,
         kind="events",
-        date_from=date_from,
-        date_to=date_to,
+        **window.values,
         event=event,
         distinct_id=distinct_id,
-        filters=_filters(filters),
         include_bots=include_bots,
         limit=limit,
         cursor=cursor,
@@ -320,9 +323,7 @@ async def _api(
 async def api_summary(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    filters: FiltersParam = None,
+    window: WindowDep,
     fresh: Fresh = False,
 ) -> dict[str, Any]:
     """Request count and rate, error counts and rates, latency avg/p50/p95/p99/max (ms)."""
@@ -331,9 +332,7 @@ async def api_summary(
         service,
         "summary",
         fresh,
-        date_from=date_from,
-        date_to=date_to,
-        filters=_filters(filters),
+        **window.values,
     )
 
 
@@ -341,9 +340,7 @@ async def api_summary(
 async def api_endpoints(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    filters: FiltersParam = None,
+    window: WindowDep,
     sort: ApiSort = "count",
     limit: int = 50,
     fresh: Fresh = False,
@@ -354,9 +351,7 @@ async def api_endpoints(
         service,
         "endpoints",
         fresh,
-        date_from=date_from,
-        date_to=date_to,
-        filters=_filters(filters),
+        **window.values,
         sort=sort,
         limit=limit,
     )
@@ -366,10 +361,8 @@ async def api_endpoints(
 async def api_timeseries(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
+    window: WindowDep,
     interval: Interval | None = None,
-    filters: FiltersParam = None,
     fresh: Fresh = False,
 ) -> dict[str, Any]:
     """The API metrics per time bucket."""
@@ -378,10 +371,8 @@ async def api_timeseries(
         service,
         "timeseries",
         fresh,
-        date_from=date_from,
-        date_to=date_to,
+        **window.values,
         interval=interval,
-        filters=_filters(filters),
     )
 
 
@@ -389,11 +380,9 @@ async def api_timeseries(
 async def web3_summary(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
+    window: WindowDep,
     interval: Interval | None = None,
     wallet: str | None = None,
-    filters: FiltersParam = None,
     limit: int = 10,
     fresh: Fresh = False,
 ) -> dict[str, Any]:
@@ -401,11 +390,9 @@ async def web3_summary(
     query = _build(
         Web3Query,
         kind="web3",
-        date_from=date_from,
-        date_to=date_to,
+        **window.values,
         interval=interval,
         wallet=wallet,
-        filters=_filters(filters),
         limit=limit,
     )
     return await service.run(ctx, query, fresh=fresh)
@@ -488,9 +475,7 @@ async def _live_stream(
 async def stats_sessions(
     ctx: ProjectReadDep,
     service: AnalyticsDep,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    filters: FiltersParam = None,
+    window: WindowDep,
     include_bots: bool = False,
     fresh: Fresh = False,
 ) -> dict[str, Any]:
@@ -498,9 +483,7 @@ async def stats_sessions(
     views per visit, each with the previous period's value."""
     query = _build(
         SessionsQuery,
-        date_from=date_from,
-        date_to=date_to,
-        filters=_filters(filters),
+        **window.values,
         include_bots=include_bots,
     )
     return await service.run(ctx, query, fresh=fresh)

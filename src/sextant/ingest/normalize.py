@@ -24,7 +24,7 @@ from sextant.ingest.enrich import (
     url_columns,
     user_agent_columns,
 )
-from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row, format_ms
+from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row
 
 MAX_NAME = 200
 MAX_ID = 256
@@ -64,7 +64,6 @@ class RequestMeta:
     ip: str
     user_agent: str = ""
     sent_at_ms: int | None = None
-    received_text: str = ""  # received_ms formatted once per request
 
     @property
     def day(self) -> str:
@@ -344,8 +343,8 @@ class Normalizer:
             "message_id": message_id,
             "type": kind,
             "event": name,
-            "timestamp": format_ms(timestamp),
-            "received_at": meta.received_text or format_ms(received),
+            "timestamp": timestamp,
+            "received_at": received,
             "distinct_id": user_id or anonymous_id,
         }
         if user_id:

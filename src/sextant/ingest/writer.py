@@ -61,10 +61,12 @@ _INSERT_SETTINGS: dict[str, Any] = {
 }
 
 # Arrow types of the `events` columns that are not text. ClickHouse converts Arrow strings
-# to its UUID, DateTime64 (`seconds.millis`) and LowCardinality(String) columns itself;
+# to its UUID and LowCardinality(String) columns itself; the two times are epoch ms;
 # `tx_value` (UInt256) is sent as 32 little-endian bytes, which is how it reads a UInt256
 # from Arrow binary (a decimal string would be taken as those bytes).
 _ARROW_TYPES: dict[str, pa.DataType] = {
+    "timestamp": pa.timestamp("ms", tz="UTC"),
+    "received_at": pa.timestamp("ms", tz="UTC"),
     "is_bot": pa.uint8(),
     "screen_width": pa.uint16(),
     "screen_height": pa.uint16(),

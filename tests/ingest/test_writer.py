@@ -198,3 +198,54 @@ async def test_group_commit_flushes_when_idle_and_batches_what_arrives_meanwhile
         await writer.close()
     assert writer.stats.flush_sizes == [1, 3]
     assert count(store, project_id) == 4
+
+
+async def test_a_message_in_two_requests_of_one_block_is_stored_once(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=60_000, flush_max_events=3, buffer_max_events=100)
+    writer.start()
+    try:
+        await asyncio.gather(
+            writer.write(project_id, rows(project_id, 2, "a")),
+            writer.write(project_id, rows(project_id, 1, "a")),  # "a-0" again
+        )
+    finally:
+        await writer.close()
+    assert writer.stats.flush_sizes == [2]
+    assert count(store, project_id) == 2
+
+
+async def test_a_partly_retried_batch_stores_only_the_new_events(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=5, flush_max_events=100, buffer_max_events=100)
+    writer.start()
+    try:
+        await writer.write(project_id, rows(project_id, 2, "b"))
+        result = await writer.write(project_id, rows(project_id, 3, "b"))
+    finally:
+        await writer.close()
+    assert (result.written, result.duplicates) == (1, 2)
+    assert count(store, project_id) == 3
+
+
+async def test_rows_using_different_columns_are_stored_in_one_block(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    block = rows(project_id, 2, "c")
+    block[0].update(screen_width=1440, duration_ms=1.5, tx_value=str(2**255 + 1), is_bot=1)
+    block[1].update(title="Hello", chain_id=2**64 - 1)
+    writer = Writer(store, flush_interval_ms=60_000, flush_max_events=2, buffer_max_events=100)
+    writer.start()
+    try:
+        await writer.write(project_id, block)
+    finally:
+        await writer.close()
+    stored = store.query(
+        "SELECT message_id, screen_width, duration_ms, toString(tx_value), is_bot, title, "
+        "chain_id, toUnixTimestamp64Milli(timestamp) FROM events WHERE project_id = {p:UUID} "
+        "ORDER BY message_id",
+        {"p": project_id},
+    ).rows
+    assert stored == (
+        ("c-0", 1440, 1.5, str(2**255 + 1), 1, "", 0, NOW_MS),
+        ("c-1", 0, 0.0, "0", 0, "Hello", 2**64 - 1, NOW_MS + 1),
+    )

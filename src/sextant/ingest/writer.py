@@ -141,6 +141,10 @@ class _RecentSet:
     def __contains__(self, key: object) -> bool:
         return key in self._young or key in self._old
 
+    def isdisjoint(self, keys: list[Any]) -> bool:
+        """True when none of `keys` is remembered (two C-level set checks)."""
+        return self._young.isdisjoint(keys) and self._old.isdisjoint(keys)
+
     def add(self, key: Any) -> None:
         self._young.add(key)
         if len(self._young) >= self.half:
@@ -237,16 +241,15 @@ class Writer:
         if self._closing:
             raise ServiceUnavailable("the server is shutting down; retry shortly", retry_after=2)
         recent = self._recent
-        keys: list[str] = []
-        kept: list[Row] = []
+        prefix = f"{project_id}|"
+        keys = [prefix + row["message_id"] for row in rows]
+        kept: list[Row] = list(rows)
         duplicates = 0
-        for row in rows:
-            key = f"{project_id}|{row['message_id']}"
-            if key in recent:
-                duplicates += 1
-                continue
-            keys.append(key)
-            kept.append(row)
+        if not recent.isdisjoint(keys):  # a retry: drop what is stored already, one by one
+            pairs = [(key, row) for key, row in zip(keys, rows, strict=True) if key not in recent]
+            duplicates = len(keys) - len(pairs)
+            keys = [key for key, _ in pairs]
+            kept = [row for _, row in pairs]
         links = [
             (project_id, distinct_id, person_id)
             for distinct_id, person_id in aliases
@@ -310,11 +313,16 @@ class Writer:
         rows: list[Row] = []
         links: dict[tuple[str, str], tuple[str, str, str, int]] = {}
         for item in batch:
-            for key, row in zip(item.keys, item.rows, strict=True):
-                if key in seen:  # the same message twice in one block: store it once
-                    continue
-                seen.add(key)
-                rows.append(row)
+            fresh = set(item.keys)
+            if len(fresh) == len(item.keys) and seen.isdisjoint(fresh):  # the usual case
+                seen |= fresh
+                rows.extend(item.rows)
+            else:
+                for key, row in zip(item.keys, item.rows, strict=True):
+                    if key in seen:  # the same message twice in one block: store it once
+                        continue
+                    seen.add(key)
+                    rows.append(row)
             for project_id, distinct_id, person_id in item.aliases:
                 links[(project_id, distinct_id)] = (
                     project_id,

@@ -15,7 +15,10 @@ Every Sextant request is authenticated, validated, enriched (user agent, geo, IP
 and acknowledged only after its group-commit flush; after the run the server is stopped and
 the stored rows are counted to show that every acknowledged event is in the store.
 Rounds alternate between the two servers and the best round of each is reported, because
-the machine is usually shared and single rounds are noisy.
+the machine is usually shared and single rounds are noisy. The CPU time each server process
+used per event (all its threads, from /proc; for Sextant that includes the chDB insert and
+its background merges) is printed too: on a busy machine it moves far less than the
+throughput does, so it is the figure to compare between runs.
 """
 
 from __future__ import annotations
@@ -200,6 +203,12 @@ def start_trivial(port: int, log: Path) -> subprocess.Popen[bytes]:
     sys.exit(f"trivial server did not start:\n{log.read_text()}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def count_stored(events_url: str, project_id: str) -> tuple[int, int]:
     script = textwrap.dedent(
         """
@@ -279,10 +288,19 @@ def main() -> None:
         for url in (sextant_url, trivial_url):
             run_wrk(wrk, url, single_body, key, connections=32, seconds=2, work=work)
 
+        assert server.process is not None
+        pids = {"trivial": trivial.pid, "sextant": server.process.pid}
+        cpu_us: dict[str, list[float]] = {
+            "single trivial": [],
+            "single sextant": [],
+            "batch trivial": [],
+            "batch sextant": [],
+        }
         acknowledged = 0
         single: dict[str, list[WrkResult]] = {"trivial": [], "sextant": []}
         for _ in range(args.rounds):
             for name, url in (("trivial", trivial_url), ("sextant", sextant_url)):
+                cpu_before = cpu_seconds(pids[name])
                 result = run_wrk(
                     wrk,
                     url,
@@ -293,6 +311,9 @@ def main() -> None:
                     work=work,
                 )
                 single[name].append(result)
+                cpu_us[f"single {name}"].append(
+                    (cpu_seconds(pids[name]) - cpu_before) / max(1, result.requests) * 1e6
+                )
                 if name == "sextant":
                     acknowledged += result.requests - result.non_2xx
                 print(
@@ -303,6 +324,7 @@ def main() -> None:
         batches: list[WrkResult] = []
         trivial_batches: list[WrkResult] = []
         for _ in range(args.rounds):
+            cpu_before = cpu_seconds(pids["trivial"])
             trivial_batch = run_wrk(
                 wrk,
                 trivial_url,
@@ -313,6 +335,12 @@ def main() -> None:
                 work=work,
             )
             trivial_batches.append(trivial_batch)
+            cpu_us["batch trivial"].append(
+                (cpu_seconds(pids["trivial"]) - cpu_before)
+                / max(1, trivial_batch.requests * args.batch_size)
+                * 1e6
+            )
+            cpu_before = cpu_seconds(pids["sextant"])
             result = run_wrk(
                 wrk,
                 sextant_url,
@@ -323,6 +351,11 @@ def main() -> None:
                 work=work,
             )
             batches.append(result)
+            cpu_us["batch sextant"].append(
+                (cpu_seconds(pids["sextant"]) - cpu_before)
+                / max(1, result.requests * args.batch_size)
+                * 1e6
+            )
             acknowledged += (result.requests - result.non_2xx) * args.batch_size
             print(
                 f"  batch   sextant  {result.rps * args.batch_size:10,.0f} events/s "
@@ -362,6 +395,15 @@ def main() -> None:
         f"{'met' if best_batch >= 200_000 else 'NOT met'}; trivial parse-only "
         f"{best_trivial_batch:,.0f})"
     )
+    cpu = {name: min(values) for name, values in cpu_us.items()}
+    print(
+        f"CPU per single request    sextant {cpu['single sextant']:6.1f} us   trivial "
+        f"{cpu['single trivial']:6.1f} us   (server process, all threads; best round)"
+    )
+    print(
+        f"CPU per batched event     sextant {cpu['batch sextant']:6.1f} us   trivial "
+        f"{cpu['batch trivial']:6.1f} us   (chDB insert and merges included)"
+    )
     print(
         f"load average              before {load_before[0]:.2f}, after {load_after[0]:.2f} "
         f"(1 min; {os.cpu_count()} cpus)"
@@ -386,6 +428,14 @@ def main() -> None:
         "load_after": [round(x, 2) for x in load_after],
         "batched_events_per_s": round(best_batch),
         "trivial_batched_events_per_s": round(best_trivial_batch),
+        "cpu_us_per_single_request": {
+            "sextant": round(cpu["single sextant"], 1),
+            "trivial": round(cpu["single trivial"], 1),
+        },
+        "cpu_us_per_batched_event": {
+            "sextant": round(cpu["batch sextant"], 2),
+            "trivial": round(cpu["batch trivial"], 2),
+        },
         "acknowledged": acknowledged,
         "stored_final": final,
     }

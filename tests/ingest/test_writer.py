@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from sextant.core.errors import ServiceUnavailable
+from sextant.ingest.event import format_ms
 from sextant.ingest.writer import Writer
 
 NOW_MS = 1_767_225_600_000
@@ -24,8 +25,8 @@ def rows(project_id: str, n: int, prefix: str = "m") -> list[dict[str, Any]]:
             "message_id": f"{prefix}-{i}",
             "type": "track",
             "event": "e",
-            "timestamp": NOW_MS + i,
-            "received_at": NOW_MS + i,
+            "timestamp": format_ms(NOW_MS + i),
+            "received_at": format_ms(NOW_MS + i),
             "distinct_id": "d",
         }
         for i in range(n)

@@ -1,9 +1,8 @@
 """The canonical event: one row of the `events` table, whatever wire format it came in.
 
 A canonical event is a plain dict keyed by `events` column names holding only the columns
-the event uses (the store fills the rest with defaults). `timestamp` and `received_at` are
-epoch milliseconds (ints); every other value is what the column holds, `tx_value` as a
-decimal string. The writer turns a block of rows into one Arrow batch (`encode_arrow`).
+the event uses (ClickHouse fills the rest with defaults when reading JSONEachRow). Keeping
+it a dict, not a class, lets the writer hand rows to `orjson` without a conversion step.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from sextant.ingest.enrich import (
     url_columns,
     user_agent_columns,
 )
-from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row
+from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row, format_ms
 
 MAX_NAME = 200
 MAX_ID = 256
@@ -64,6 +64,7 @@ class RequestMeta:
     ip: str
     user_agent: str = ""
     sent_at_ms: int | None = None
+    received_text: str = ""  # received_ms formatted once per request
 
     @property
     def day(self) -> str:
@@ -343,8 +344,8 @@ class Normalizer:
             "message_id": message_id,
             "type": kind,
             "event": name,
-            "timestamp": timestamp,
-            "received_at": received,
+            "timestamp": format_ms(timestamp),
+            "received_at": meta.received_text or format_ms(received),
             "distinct_id": user_id or anonymous_id,
         }
         if user_id:

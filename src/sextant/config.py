@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     query_max_memory_bytes: int = Field(default=4_000_000_000, ge=10_000_000)
     live_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     live_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    rollups_enabled: bool = True
+    rollup_quiet_seconds: float = Field(default=60.0, ge=0)
+    rollup_interval_seconds: float = Field(default=15.0, gt=0)
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

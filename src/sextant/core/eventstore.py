@@ -84,8 +84,11 @@ class EventStore:
         self.embedded = url.startswith("chdb:")
         self.query_settings = dict(query_settings or {})
         self._lock_fd: int | None = None
-        self._writer_client: Any = None
-        self._writer_lock = threading.Lock()
+        # Extra connections by name ("writer", "maintenance"): a connection serialises its
+        # calls, so the group commit and the rollup builder each get their own and never
+        # wait behind a report's statement.
+        self._named: dict[str, Any] = {}
+        self._named_lock = threading.Lock()
         if self.embedded:
             path = chdb_path(url)
             path.mkdir(parents=True, exist_ok=True)
@@ -157,11 +160,17 @@ class EventStore:
         parameters: Mapping[str, Any] | None = None,
         *,
         settings: Mapping[str, Any] | None = None,
+        connection: str | None = None,
     ) -> QueryResult:
-        """Run a SELECT with bound parameters (`{name:Type}` placeholders)."""
+        """Run a SELECT with bound parameters (`{name:Type}` placeholders).
+
+        `connection` names a connection of its own (e.g. "maintenance") instead of the
+        shared one.
+        """
         merged = {**self.query_settings, **(settings or {})}
+        client = self._connection(connection) if connection else self._client
         try:
-            result = self._client.query(sql, parameters=dict(parameters or {}), settings=merged)
+            result = client.query(sql, parameters=dict(parameters or {}), settings=merged)
         except ClickHouseError as exc:
             raise _wrap(exc) from exc
         except Exception as exc:  # chDB surfaces engine errors as RuntimeError
@@ -182,10 +191,12 @@ class EventStore:
         parameters: Mapping[str, Any] | None = None,
         *,
         settings: Mapping[str, Any] | None = None,
+        connection: str | None = None,
     ) -> Any:
         """Run DDL or another statement that returns no rows."""
+        client = self._connection(connection) if connection else self._client
         try:
-            return self._client.command(
+            return client.command(
                 sql, parameters=dict(parameters or {}), settings=dict(settings or {})
             )
         except Exception as exc:
@@ -209,16 +220,21 @@ class EventStore:
         except Exception as exc:
             raise _wrap(exc) from exc
 
+    def _connection(self, name: str) -> Any:
+        with self._named_lock:
+            client = self._named.get(name)
+            if client is None:
+                try:
+                    client = clickhouse_connect.get_client(**self._connect_args)
+                except Exception as exc:
+                    raise _wrap(exc) from exc
+                self._named[name] = client
+            return client
+
     def _writer(self) -> Any:
         # The ingest writer gets a connection of its own: a client serialises its calls, and
         # a long analytics query must not hold up the group commit behind it.
-        with self._writer_lock:
-            if self._writer_client is None:
-                try:
-                    self._writer_client = clickhouse_connect.get_client(**self._connect_args)
-                except Exception as exc:
-                    raise _wrap(exc) from exc
-            return self._writer_client
+        return self._connection("writer")
 
     def insert_raw(
         self,
@@ -256,10 +272,11 @@ class EventStore:
 
     def close(self) -> None:
         try:
-            if self._writer_client is not None:
+            with self._named_lock:
+                named, self._named = self._named, {}
+            for client in named.values():
                 with contextlib.suppress(Exception):
-                    self._writer_client.close()
-                self._writer_client = None
+                    client.close()
             self._client.close()
         finally:
             self._release_dir_lock()

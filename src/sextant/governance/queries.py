@@ -72,6 +72,18 @@ def delete_person_rows(store: EventStore, *, project_id: str, distinct_ids: Sequ
         "AND (distinct_id IN {ids:Array(String)} OR person_id IN {ids:Array(String)})",
         params,
     )
+    invalidate_rollups(store, project_id=project_id)
+
+
+def invalidate_rollups(store: EventStore, *, project_id: str) -> None:
+    """Deleted events leave daily rollups behind: mark every hour of the project written,
+    so reports read raw events until the rollups are rebuilt (analytics/rollups.py)."""
+    store.command(
+        "INSERT INTO rollup_writes (project_id, hour, written_at) "
+        "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
+        "WHERE project_id = {project_id:UUID} GROUP BY project_id, hour",
+        {"project_id": project_id},
+    )
 
 
 def iter_event_pages(
@@ -122,8 +134,9 @@ def iter_event_pages(
 
 def delete_project_rows(store: EventStore, *, project_id: str) -> None:
     params = {"project_id": project_id}
-    store.command("DELETE FROM events WHERE project_id = {project_id:UUID}", params)
-    store.command("DELETE FROM person_aliases WHERE project_id = {project_id:UUID}", params)
+    tables = ("events", "person_aliases", "rollup_daily", "rollup_builds", "rollup_writes")
+    for table in (*tables, "rollup_alias_marks"):
+        store.command(f"DELETE FROM {table} WHERE project_id = {{project_id:UUID}}", params)
 
 
 def stored_project_ids(store: EventStore) -> set[str]:
@@ -145,3 +158,4 @@ def delete_expired(store: EventStore, *, project_id: str, before: datetime) -> N
         "AND timestamp < {before:DateTime64(3, 'UTC')}",
         {"project_id": project_id, "before": before},
     )
+    invalidate_rollups(store, project_id=project_id)

@@ -1,0 +1,655 @@
+"""Daily rollups: the common reports read pre-aggregated days instead of every event.
+
+`rollup_daily` holds, per project, time zone and local day, the number of events and a
+HyperLogLog sketch (`uniqCombined64(13)`) of the persons behind them for every value of the
+common dimensions (all events, event name, browser, OS, device type, country, page path of
+page views, referrer domain, UTM source/medium/campaign), split by the bot flag.
+
+A report over a date range reads rollup rows for the local days that lie wholly inside the
+range and are *clean* (built after the last write to any of their hours), and raw events for
+everything else (today, partial days, days written since their build), in one statement:
+both halves produce the same (day, dimension, value, events, sketch) rows and are merged.
+So a rollup never makes an answer stale; it only makes the settled part of it cheap.
+
+A day becomes dirty when
+- events are inserted into it (the `rollup_writes_mv` materialized view marks the hour),
+- a person link (identify/alias) regroups persons with events in it (`sync_aliases` marks
+  the hours of the newly linked distinct ids before any rollup is read), or
+- events are deleted (governance marks every hour of the project).
+
+The builder (`RollupBuilder`) rebuilds dirty days once they have been quiet for a while, in
+one pass per project, with the person mapping of that moment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from sextant.analytics import queries as q
+from sextant.analytics.timerange import TimeRange, zone
+from sextant.core.eventstore import EventStore, EventStoreError
+
+log = structlog.get_logger(__name__)
+
+HLL = "uniqCombined64(13)"
+HLL_STATE = "uniqCombined64State(13)"
+HLL_MERGE = "uniqCombined64Merge(13)"
+HLL_MERGE_STATE = "uniqCombined64MergeState(13)"
+
+# Dimension name -> the value of an event (a String). The page path counts page views only.
+DIMENSIONS: dict[str, str] = {
+    "": "''",
+    "event": "toString(e.event)",
+    "browser": "toString(e.browser)",
+    "os": "toString(e.os)",
+    "device_type": "toString(e.device_type)",
+    "country": "toString(e.country)",
+    "referrer_domain": "toString(e.referrer_domain)",
+    "utm_source": "toString(e.utm_source)",
+    "utm_medium": "toString(e.utm_medium)",
+    "utm_campaign": "toString(e.utm_campaign)",
+}
+PAGE_DIMENSION = "path"  # value: e.path, for `$pageview` events only
+ALL_DIMENSIONS = (*DIMENSIONS, PAGE_DIMENSION)
+
+# The summary's lists, as rollup dimensions.
+SUMMARY_DIMENSIONS = {
+    "events": "event",
+    "browsers": "browser",
+    "os": "os",
+    "device_types": "device_type",
+    "countries": "country",
+    "pages": PAGE_DIMENSION,
+    "referrers": "referrer_domain",
+    "utm_sources": "utm_source",
+}
+
+# A build records `built_at` this long before it started reading: a write whose mark was
+# taken earlier is surely visible to the build (an insert commits well within it), and a
+# later one makes the day dirty again.
+BUILD_MARGIN = timedelta(seconds=30)
+# Person links stored this long before a sync are looked at again by the next one: an insert
+# takes its time from the clock before it becomes visible.
+ALIAS_MARGIN = timedelta(seconds=10)
+_ROLLUP_SETTINGS = {"do_not_merge_across_partitions_select_final": 1, "join_use_nulls": 0}
+
+
+def _ts(moment: datetime) -> str:
+    return q._ts(moment)
+
+
+def _naive(moment: datetime) -> datetime:
+    """A UTC moment without its zone (the store returns either)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def dimension_pairs(dims: Iterable[str]) -> str:
+    """`[(dim, value), ...]` of one event for ARRAY JOIN (the page path only for page views)."""
+    wanted = list(dims)
+    common = ", ".join(f"('{d}', {DIMENSIONS[d]})" for d in wanted if d in DIMENSIONS)
+    pairs = f"[{common}]" if common else "CAST([], 'Array(Tuple(String, String))')"
+    if PAGE_DIMENSION in wanted:
+        page = f"if(e.event = '$pageview', [('{PAGE_DIMENSION}', e.path)], [])"
+        return f"arrayConcat({pairs}, {page})" if common else page
+    return pairs
+
+
+def local_days(start: datetime, end: datetime, tz: str) -> list[date]:
+    """The local days that lie wholly inside [start, end)."""
+    zone_info = zone(tz)
+    first = start.astimezone(zone_info).date()
+    if datetime(first.year, first.month, first.day, tzinfo=zone_info) < start:
+        first += timedelta(days=1)
+    days = []
+    day = first
+    while True:
+        nxt = day + timedelta(days=1)
+        if datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone_info) > end:
+            break
+        days.append(day)
+        day = nxt
+    return days
+
+
+def _day_start(day: date, tz: str) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(UTC)
+
+
+# -- which days are clean ----------------------------------------------------------------------
+
+_WRITES_BY_DAY = (
+    "SELECT arrayJoin(arrayDistinct([toDate(hour, {tz:String}), "
+    "toDate(hour + 3599, {tz:String})])) AS day, max(written_at) AS written "
+    "FROM rollup_writes WHERE project_id = {project_id:UUID} {hours} GROUP BY day"
+)
+_BUILDS_BY_DAY = (
+    "SELECT day, argMax(version, built_at) AS version, max(built_at) AS built "
+    "FROM rollup_builds WHERE project_id = {project_id:UUID} AND tz = {tz:String} {days} "
+    "GROUP BY day"
+)
+
+
+def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date, int]:
+    """{day: rollup version} of the days in `days` whose rollup is up to date."""
+    if not days:
+        return {}
+    lo, hi = min(days), max(days)
+    params = {
+        "project_id": scope.project_id,
+        "tz": scope.tz,
+        "d0": lo,
+        "d1": hi,
+        "h0": _ts(_day_start(lo, scope.tz) - timedelta(hours=1)),
+        "h1": _ts(_day_start(hi + timedelta(days=1), scope.tz) + timedelta(hours=1)),
+    }
+    writes = _WRITES_BY_DAY.replace(
+        "{hours}", "AND hour >= {h0:DateTime64(3, 'UTC')} AND hour < {h1:DateTime64(3, 'UTC')}"
+    )
+    builds = _BUILDS_BY_DAY.replace("{days}", "AND day >= {d0:Date} AND day <= {d1:Date}")
+    sql = (
+        f"SELECT b.day AS day, b.version AS version FROM ({builds}) AS b "
+        f"LEFT JOIN ({writes}) AS w ON w.day = b.day WHERE w.written < b.built"
+    )
+    rows = store.query(sql, params, settings=_ROLLUP_SETTINGS).rows
+    wanted = set(days)
+    return {row[0]: int(row[1]) for row in rows if row[0] in wanted}
+
+
+# -- person links ------------------------------------------------------------------------------
+
+
+@dataclass
+class _AliasState:
+    marked_to: datetime | None = None
+    seen: set[tuple[str, datetime]] = field(default_factory=set)
+
+
+class AliasMarks:
+    """Turns new person links into `rollup_writes` marks for the hours they regroup.
+
+    A link made after a day was built changes who that day's persons are, so every hour with
+    events of a newly linked distinct id is marked written. Runs before any rollup is read
+    (and before each build), so a report never reads a day that a link has made stale.
+
+    Links are found by `inserted_at` (the store's clock). `marked_to` (kept in
+    `rollup_alias_marks`) says every link stored before it was handled; it trails the sync by
+    `ALIAS_MARGIN`, so a link whose insert became visible late is still found, and the links
+    of that margin that were already handled are remembered here and skipped.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._state: dict[str, _AliasState] = {}
+
+    def sync(self, project_id: str, *, connection: str | None = None) -> int:
+        """Mark the hours of links not handled yet; return how many links were new."""
+        with self._lock:
+            state = self._state.setdefault(project_id, _AliasState())
+            params: dict[str, Any] = {"project_id": project_id}
+            found = self.store.query(
+                "SELECT now64(3, 'UTC'), (SELECT max(marked_to) FROM rollup_alias_marks "
+                "WHERE project_id = {project_id:UUID})",
+                params,
+                connection=connection,
+            ).rows[0]
+            now, stored = _naive(found[0]), _naive(found[1])
+            marked_to = max(state.marked_to or stored, stored)
+            params["since"] = _ts(marked_to)
+            rows = self.store.query(
+                "SELECT distinct_id, inserted_at FROM person_aliases "
+                "WHERE project_id = {project_id:UUID} "
+                "AND inserted_at >= {since:DateTime64(3, 'UTC')}",
+                params,
+                connection=connection,
+            ).rows
+            new = [(str(r[0]), r[1]) for r in rows if (str(r[0]), r[1]) not in state.seen]
+            if new:
+                built = self.store.query(
+                    "SELECT count() FROM rollup_builds WHERE project_id = {project_id:UUID}",
+                    params,
+                    connection=connection,
+                ).scalar()
+                if built and len(new) > 5000:
+                    self.store.command(_MARK_ALL, params, connection=connection)
+                elif built:
+                    # Every hour with an event of a newly linked id: its persons regroup.
+                    params["ids"] = sorted({r[0] for r in new})
+                    self.store.command(
+                        "INSERT INTO rollup_writes (project_id, hour, written_at) "
+                        "SELECT project_id, toStartOfHour(timestamp) AS hour, "
+                        "now64(3, 'UTC') FROM events WHERE project_id = {project_id:UUID} "
+                        "AND distinct_id IN {ids:Array(String)} GROUP BY project_id, hour",
+                        params,
+                        connection=connection,
+                    )
+            horizon = now - ALIAS_MARGIN
+            if horizon > marked_to:
+                self.store.command(
+                    "INSERT INTO rollup_alias_marks (project_id, marked_to) "
+                    "VALUES ({project_id:UUID}, {to:DateTime64(3, 'UTC')})",
+                    {**params, "to": _ts(horizon)},
+                    connection=connection,
+                )
+                marked_to = horizon
+            state.marked_to = marked_to
+            state.seen = {k for k in state.seen | set(new) if _naive(k[1]) >= horizon}
+            return len(new)
+
+    def forget(self, project_id: str) -> None:
+        with self._lock:
+            self._state.pop(project_id, None)
+
+
+_MARK_ALL = (
+    "INSERT INTO rollup_writes (project_id, hour, written_at) "
+    "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
+    "WHERE project_id = {project_id:UUID} GROUP BY project_id, hour"
+)
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def _raw_rows(
+    scope: q.Scope,
+    params: q.Params,
+    *,
+    start: datetime,
+    end: datetime,
+    dims: Iterable[str],
+    group_bots: bool,
+    ranges: list[tuple[datetime, datetime]] | None = None,
+    only_days: str | None = None,
+    cur_start: datetime | None = None,
+) -> str:
+    """Raw events of [start, end) as rollup rows: day, [cur,] [is_bot,] dim, value, events,
+    persons (sketch state)."""
+    extra = []
+    if ranges is not None:
+        # Only the stretches no clean rollup day covers (the key prunes the rest).
+        extra.append(
+            "("
+            + " OR ".join(
+                f"(e.timestamp >= {params.bind(_ts(lo), q.UTC64)} "
+                f"AND e.timestamp < {params.bind(_ts(hi), q.UTC64)})"
+                for lo, hi in ranges
+            )
+            + ")"
+        )
+    if only_days is not None:
+        extra.append(f"toDate(e.timestamp, {{tz:String}}) IN {only_days}")
+    whole_days = only_days is not None
+    src = q.Source(
+        scope,
+        params,
+        None,
+        [],
+        persons=True,
+        # A whole-day build reads millions of rows: the alias arrays map them faster.
+        join_persons=not whole_days,
+        start=start,
+        end=end,
+        extra=extra,
+        include_bots=True if group_bots else None,
+    )
+    cols = ["toDate(e.timestamp, {tz:String}) AS day"]
+    keys = ["day"]
+    if cur_start is not None:
+        cols.append(f"e.timestamp >= {params.bind(_ts(cur_start), q.UTC64)} AS cur")
+        keys.append("cur")
+    if group_bots:
+        cols.append("e.is_bot AS is_bot")
+        keys.append("is_bot")
+    cols += [
+        "d.1 AS dim",
+        "d.2 AS value",
+        "count() AS events",
+        f"{HLL_STATE}({src.person_hash}) AS persons",
+    ]
+    keys += ["dim", "value"]
+    return (
+        f"SELECT {', '.join(cols)} FROM {src.from_} "
+        f"ARRAY JOIN {dimension_pairs(dims)} AS d "
+        f"WHERE {src.where} GROUP BY {', '.join(keys)}"
+    )
+
+
+@dataclass
+class BuildResult:
+    days: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+
+class RollupBuilder:
+    """Builds the dirty, quiet days of a project's rollups (one pass per call)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        aliases: AliasMarks | None = None,
+        quiet_seconds: float = 60.0,
+        max_days: int = 400,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.aliases = aliases or AliasMarks(store)
+        self.quiet = timedelta(seconds=quiet_seconds)
+        self.max_days = max_days
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+
+    def due(self, scope: q.Scope, now: datetime) -> list[date]:
+        """Local days with writes newer than their build and none in the last `quiet`."""
+        params = {
+            "project_id": scope.project_id,
+            "tz": scope.tz,
+            "quiet": _ts(now - self.quiet),
+            "n": self.max_days,
+        }
+        writes = _WRITES_BY_DAY.replace("{hours}", "")
+        builds = _BUILDS_BY_DAY.replace("{days}", "")
+        sql = (
+            f"SELECT w.day FROM ({writes}) AS w LEFT JOIN ({builds}) AS b ON b.day = w.day "
+            "WHERE w.written >= b.built AND w.written < {quiet:DateTime64(3, 'UTC')} "
+            "ORDER BY w.day DESC LIMIT {n:UInt32}"
+        )
+        rows = self.store.query(sql, params, settings=_ROLLUP_SETTINGS, connection="rollups").rows
+        return sorted(row[0] for row in rows)
+
+    def build(self, project_id: str, tz: str) -> BuildResult:
+        """Rebuild every due day of one project in its time zone."""
+        with self._lock:
+            started = time.perf_counter()
+            self.aliases.sync(project_id, connection="rollups")
+            now = self.clock()
+            scope = q.Scope(project_id, tz, True, True)
+            days = self.due(scope, now)
+            if not days:
+                return BuildResult()
+            version = time.time_ns() // 1000
+            # With a quiet time shorter than the margin (tests, benchmarks, an idle store) the
+            # margin shrinks with it, or a day written just before could never become clean.
+            built_at = now - min(BUILD_MARGIN, self.quiet)
+            params = q.Params()
+            params.values["project_id"] = project_id
+            params.values["tz"] = tz
+            only = params.bind([d.isoformat() for d in days], "Array(Date)")
+            rows = _raw_rows(
+                scope,
+                params,
+                start=_day_start(days[0], tz),
+                end=_day_start(days[-1] + timedelta(days=1), tz),
+                dims=ALL_DIMENSIONS,
+                group_bots=True,
+                only_days=only,
+            )
+            v = params.bind(version, "UInt64")
+            self.store.command(
+                "INSERT INTO rollup_daily (project_id, tz, day, version, is_bot, dim, value, "
+                f"events, persons) SELECT {{project_id:UUID}}, {{tz:String}}, day, {v}, "
+                f"is_bot, dim, value, events, persons FROM ({rows})",
+                params.values,
+                settings=_ROLLUP_SETTINGS,
+                connection="rollups",
+            )
+            self.store.insert(
+                "rollup_builds",
+                [[project_id, tz, d, version, built_at] for d in days],
+                ["project_id", "tz", "day", "version", "built_at"],
+            )
+            # Older versions of these days are never read again.
+            self.store.command(
+                "DELETE FROM rollup_daily WHERE project_id = {project_id:UUID} "
+                "AND tz = {tz:String} AND day IN {days:Array(Date)} AND version < {v:UInt64}",
+                {"project_id": project_id, "tz": tz, "days": days, "v": version},
+                connection="rollups",
+            )
+            count = self.store.query(
+                "SELECT count() FROM rollup_daily WHERE project_id = {project_id:UUID} "
+                "AND tz = {tz:String} AND version = {v:UInt64}",
+                {"project_id": project_id, "tz": tz, "v": version},
+                connection="rollups",
+            ).scalar()
+            result = BuildResult(len(days), int(count or 0), time.perf_counter() - started)
+            log.info(
+                "rollups_built",
+                project_id=project_id,
+                tz=tz,
+                days=result.days,
+                rows=result.rows,
+                seconds=round(result.seconds, 3),
+            )
+            return result
+
+
+class RollupScheduler:
+    """Builds in the background for the projects that were recently asked about."""
+
+    def __init__(self, builder: RollupBuilder, *, interval_seconds: float = 15.0) -> None:
+        self.builder = builder
+        self.interval = interval_seconds
+        self._wanted: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def want(self, project_id: str, tz: str) -> None:
+        """A report of this project was asked for: keep its rollups built."""
+        key = (project_id, tz)
+        with self._lock:
+            first = key not in self._wanted
+            self._wanted[key] = time.monotonic()
+        if first:
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="rollups", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            horizon = time.monotonic() - 24 * 3600
+            with self._lock:
+                self._wanted = {k: v for k, v in self._wanted.items() if v > horizon}
+                keys = list(self._wanted)
+            for project_id, tz in keys:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.builder.build(project_id, tz)
+                except EventStoreError as exc:
+                    log.warning("rollups_build_failed", project_id=project_id, error=str(exc))
+                except Exception as exc:  # the loop must outlive a bug in one build
+                    log.exception("rollups_build_crashed", project_id=project_id, error=repr(exc))
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Where a report's rows come from: rollup days, and raw events for the rest."""
+
+    scope: q.Scope
+    start: datetime
+    end: datetime
+    clean: dict[date, int]
+
+    def raw_ranges(self) -> list[tuple[datetime, datetime]]:
+        """The stretches of [start, end) that no clean rollup day covers, in order."""
+        out: list[tuple[datetime, datetime]] = []
+        cursor = self.start
+        for day in sorted(self.clean):
+            lo, hi = (
+                _day_start(day, self.scope.tz),
+                _day_start(day + timedelta(days=1), self.scope.tz),
+            )
+            if lo > cursor:
+                out.append((cursor, lo))
+            cursor = max(cursor, hi)
+        if cursor < self.end:
+            out.append((cursor, self.end))
+        return out
+
+    def rows(
+        self, params: q.Params, dims: Iterable[str], *, cur_start: datetime | None = None
+    ) -> str:
+        """One subquery of (day, cur, dim, value, events, persons) rows over [start, end)."""
+        dims = list(dims)
+        params.values.setdefault("project_id", self.scope.project_id)
+        params.values.setdefault("tz", self.scope.tz)
+        parts = []
+        if self.clean:
+            pairs = params.bind(
+                [(d.isoformat(), v) for d, v in sorted(self.clean.items())],
+                "Array(Tuple(Date, UInt64))",
+            )
+            dim_list = params.bind(dims, "Array(String)")
+            cur = "1"
+            if cur_start is not None:
+                first = cur_start.astimezone(zone(self.scope.tz)).date().isoformat()
+                cur = f"r.day >= {params.bind(first, 'Date')}"
+            bots = "" if self.scope.include_bots else "AND r.is_bot = 0 "
+            parts.append(
+                f"SELECT r.day AS day, toUInt8({cur}) AS cur, r.dim AS dim, r.value AS value, "
+                "r.events AS events, r.persons AS persons FROM rollup_daily AS r "
+                "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
+                f"AND (r.day, r.version) IN {pairs} AND r.dim IN {dim_list} {bots}"
+            )
+        ranges = self.raw_ranges()
+        if not ranges:
+            return "(" + parts[0] + ")"
+        raw = _raw_rows(
+            self.scope,
+            params,
+            start=ranges[0][0],
+            end=ranges[-1][1],
+            dims=dims,
+            group_bots=False,
+            ranges=ranges if self.clean else None,
+            cur_start=cur_start,
+        )
+        if cur_start is None:
+            raw = f"SELECT day, toUInt8(1) AS cur, dim, value, events, persons FROM ({raw})"
+        else:
+            raw = f"SELECT day, toUInt8(cur) AS cur, dim, value, events, persons FROM ({raw})"
+        parts.append(raw)
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+
+def plan(
+    store: EventStore,
+    scope: q.Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    split: datetime | None = None,
+) -> Plan:
+    """Rollup days for [start, end); with `split` (where the current period starts), no
+    rollup day straddles it, so every rollup row belongs wholly to one period."""
+    if split is not None and start < split < end:
+        days = local_days(start, split, scope.tz) + local_days(split, end, scope.tz)
+    else:
+        days = local_days(start, end, scope.tz)
+    return Plan(scope, start, end, clean_days(store, scope, days))
+
+
+def compile_summary(p: Plan, rng: TimeRange) -> q.Compiled:
+    params = q.Params()
+    rows = p.rows(params, ["", *SUMMARY_DIMENSIONS.values()], cur_start=rng.start)
+    sql = (
+        f"SELECT cur, dim, value, sum(events) AS events, {HLL_MERGE}(persons) AS persons "
+        f"FROM {rows} GROUP BY cur, dim, value"
+    )
+    return q.Compiled({"summary": sql}, params.values, dict(_ROLLUP_SETTINGS))
+
+
+def _bucket(interval: str) -> str:
+    return {
+        "day": "toString(day)",
+        "week": "toString(toMonday(day))",
+        "month": "toString(toStartOfMonth(day))",
+    }[interval]
+
+
+def compile_trends(p: Plan, interval: str, events: list[str | None]) -> q.Compiled:
+    """Per bucket and overall: events and persons of all events ('', '') and of each named
+    event ('event', name)."""
+    params = q.Params()
+    names = sorted({e for e in events if e is not None})
+    dims = ([""] if None in events else []) + (["event"] if names else [])
+    rows = p.rows(params, dims)
+    wanted = ""
+    if names:
+        wanted = f"WHERE dim = '' OR value IN {params.bind(names, 'Array(String)')}"
+    sql = (
+        f"SELECT {_bucket(interval)} AS bucket, dim, value, sum(events) AS events, "
+        f"{HLL_MERGE}(persons) AS persons FROM {rows} {wanted} "
+        "GROUP BY GROUPING SETS ((bucket, dim, value), (dim, value))"
+    )
+    return q.Compiled({"trends": sql}, params.values, dict(_ROLLUP_SETTINGS))
+
+
+def compile_breakdown(p: Plan, rng: TimeRange, dim: str, limit: int) -> q.Compiled:
+    """Events and persons of the top `limit` values of this period, the rest as "$other",
+    for both periods, in one statement (persons of the rest are merged, not added)."""
+    params = q.Params()
+    rows = p.rows(params, [dim], cur_start=rng.start)
+    per_value = (
+        f"SELECT cur, value, sum(events) AS events, {HLL_MERGE_STATE}(persons) AS s "
+        f"FROM {rows} GROUP BY cur, value"
+    )
+    top = (
+        "arraySlice(arrayMap(y -> y.2, arraySort(y -> (-toInt64(y.3), y.2), "
+        f"arrayFilter(y -> y.1 = 1, a))), 1, {params.bind(limit, 'UInt32')})"
+    )
+    sql = (
+        f"SELECT x.1 AS cur, if(has(top, x.2), x.2, '{q.OTHER}') AS breakdown, "
+        f"sum(x.3) AS events, {HLL_MERGE}(x.4) AS persons FROM "
+        f"(SELECT groupArray((cur, value, events, s)) AS a, {top} AS top FROM ({per_value})) "
+        "ARRAY JOIN a AS x GROUP BY cur, breakdown"
+    )
+    return q.Compiled({"breakdown": sql}, params.values, dict(_ROLLUP_SETTINGS))
+
+
+def compile_active_users(p: Plan, days: list[str]) -> q.Compiled:
+    """DAU, WAU and MAU of each of `days`: day sketches merged over 1, 7 and 30 days."""
+    params = q.Params()
+    rows = p.rows(params, [""])
+    per_day = f"SELECT day, {HLL_MERGE_STATE}(persons) AS s FROM {rows} GROUP BY day"
+
+    def window(width: int) -> str:
+        return (
+            f"finalizeAggregation(arrayReduce('{HLL_MERGE_STATE}', arrayMap(y -> y.2, "
+            f"arrayFilter(y -> y.1 > x - {width} AND y.1 <= x, a))))"
+        )
+
+    sql = (
+        f"SELECT toString(x) AS day, {window(1)} AS dau, {window(7)} AS wau, "
+        f"{window(30)} AS mau FROM (SELECT groupArray((day, s)) AS a FROM ({per_day})) "
+        f"ARRAY JOIN {params.bind(days, 'Array(Date)')} AS x"
+    )
+    return q.Compiled({"active": sql}, params.values, dict(_ROLLUP_SETTINGS))

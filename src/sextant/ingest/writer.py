@@ -46,12 +46,12 @@ FLUSH_SECONDS = Histogram(
 )
 BUFFERED = Gauge("sextant_ingest_buffered_events", "Events waiting for the next flush")
 
-# Inserting JSONEachRow, encoded in the writer's thread as one JSON array of the block's rows
-# (ClickHouse reads an array of objects as rows): one orjson call per block holds the GIL for
-# ~0.3 us a row, and ClickHouse parses it without the GIL, so the request handlers keep the
-# interpreter. An Arrow batch is cheaper for ClickHouse to read (~2.3 vs ~6.8 us a row) but
-# building it from the row dicts takes ~3 us a row of Python; under the batch benchmark that
-# measured no better in total CPU and worse for the GIL, which is the bottleneck.
+# Inserting JSONEachRow: each request's rows are encoded with one orjson call while they are
+# still in the CPU cache, as a JSON array, and a block is those arrays' contents joined into
+# one (ClickHouse reads an array of objects as rows). Measured under the batch benchmark,
+# encoding a whole block later in the writer thread cost ~1 us more per event (the rows were
+# cold by then), and an Arrow batch, cheaper for ClickHouse to read (~2.3 vs ~6.8 us a row),
+# cost as much Python to build as it saved, holding the GIL the request handlers need.
 _INSERT_SETTINGS: dict[str, Any] = {
     # ReplacingMergeTree would otherwise sort-and-collapse every block at insert; duplicates
     # are removed in Python before the insert and by FINAL at read time, so skip it (~50%).
@@ -67,6 +67,7 @@ _INSERT_SETTINGS: dict[str, Any] = {
 class _Pending:
     keys: list[str]
     rows: list[Row]
+    data: bytes  # `rows` as one JSON array
     aliases: list[tuple[str, str, str]]
     future: asyncio.Future[None]
     events: int = 0
@@ -223,7 +224,7 @@ class Writer:
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         now_ms = received_ms if received_ms is not None else int(time.time() * 1000)
-        self._pending.append(_Pending(keys, kept, links, future, count, now_ms))
+        self._pending.append(_Pending(keys, kept, orjson.dumps(kept), links, future, count, now_ms))
         if self._pending_events == 0:
             self._first_at = time.monotonic()
             self._kick.set()
@@ -265,19 +266,26 @@ class Writer:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         seen: set[str] = set()
-        rows: list[Row] = []
+        parts: list[bytes | memoryview] = []  # rows of JSON arrays, without the brackets
+        count = 0
         links: dict[tuple[str, str], tuple[str, str, str, int]] = {}
         for item in batch:
             fresh = set(item.keys)
             if len(fresh) == len(item.keys) and seen.isdisjoint(fresh):  # the usual case
                 seen |= fresh
-                rows.extend(item.rows)
+                if item.rows:
+                    parts.append(memoryview(item.data)[1:-1])
+                    count += len(item.rows)
             else:
+                rows: list[Row] = []
                 for key, row in zip(item.keys, item.rows, strict=True):
                     if key in seen:  # the same message twice in one block: store it once
                         continue
                     seen.add(key)
                     rows.append(row)
+                if rows:
+                    parts.append(orjson.dumps(rows)[1:-1])
+                    count += len(rows)
             for project_id, distinct_id, person_id in item.aliases:
                 links[(project_id, distinct_id)] = (
                     project_id,
@@ -288,12 +296,12 @@ class Writer:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._insert, rows, list(links.values()))
+            await loop.run_in_executor(self._executor, self._insert, parts, list(links.values()))
         except Exception as exc:
             FLUSHES.labels("error").inc()
             self.stats.failed_flushes += 1
             self.stats.last_error = str(exc)
-            log.error("ingest_flush_failed", events=len(rows), error=str(exc))
+            log.error("ingest_flush_failed", events=count, error=str(exc))
             if len(batch) > 1:
                 # One request's rows must not fail everyone's: store each request on its own.
                 for item in batch:
@@ -303,20 +311,19 @@ class Writer:
             return
         FLUSHES.labels("ok").inc()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
-        self._done(batch, seen, rows, links)
+        self._done(batch, seen, count, links)
 
     async def _flush_alone(self, item: _Pending) -> None:
         links = {(p, d): (p, d, person, item.received_ms) for p, d, person in item.aliases}
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(
-                self._executor, self._insert, item.rows, list(links.values())
-            )
+            parts: list[bytes | memoryview] = [memoryview(item.data)[1:-1]] if item.rows else []
+            await loop.run_in_executor(self._executor, self._insert, parts, list(links.values()))
         except Exception as exc:
             log.error("ingest_request_insert_failed", events=len(item.rows), error=str(exc))
             self._fail([item])
             return
-        self._done([item], set(item.keys), item.rows, links)
+        self._done([item], set(item.keys), len(item.rows), links)
 
     @staticmethod
     def _fail(batch: list[_Pending]) -> None:
@@ -334,14 +341,14 @@ class Writer:
         self,
         batch: list[_Pending],
         keys: set[str],
-        rows: list[Row],
+        count: int,
         links: dict[tuple[str, str], tuple[str, str, str, int]],
     ) -> None:
-        EVENTS_WRITTEN.inc(len(rows))
+        EVENTS_WRITTEN.inc(count)
         self.stats.flushes += 1
-        self.stats.written += len(rows)
+        self.stats.written += count
         if len(self.stats.flush_sizes) < 10_000:
-            self.stats.flush_sizes.append(len(rows))
+            self.stats.flush_sizes.append(count)
         self._recent.update(keys)
         for project_id, distinct_id, person_id, _ in links.values():
             self._aliases_written.add((project_id, distinct_id, person_id))
@@ -349,7 +356,9 @@ class Writer:
             if not item.future.done():
                 item.future.set_result(None)
 
-    def _insert(self, rows: list[Row], links: list[tuple[str, str, str, int]]) -> None:
+    def _insert(
+        self, parts: list[bytes | memoryview], links: list[tuple[str, str, str, int]]
+    ) -> None:
         # Aliases first: an event is never visible before the link that names its person.
         if links:
             data = b"\n".join(
@@ -366,11 +375,10 @@ class Writer:
             self.store.insert_raw(
                 "person_aliases", data, fmt="JSONEachRow", settings=_INSERT_SETTINGS, writer=True
             )
-        if rows:
-            # Encoded here, in the writer's thread, not in the request handlers.
+        if parts:
             self.store.insert_raw(
                 "events",
-                orjson.dumps(rows),
+                b"[" + b",".join(parts) + b"]",
                 fmt="JSONEachRow",
                 settings=_INSERT_SETTINGS,
                 writer=True,

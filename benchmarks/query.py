@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rows import COLUMNS, PG_TABLE, tsv_chunks
 
+from sextant.analytics.rollups import RollupBuilder, RollupScheduler
 from sextant.analytics.schemas import (
     ActiveUsersQuery,
     ApiMetricsQuery,
@@ -266,6 +267,11 @@ def main() -> None:
         "running for a while would have)",
     )
     parser.add_argument("--final-cost", action="store_true", help="time FINAL vs no FINAL")
+    parser.add_argument(
+        "--no-rollups",
+        action="store_true",
+        help="read raw events only (what a filtered report does, and Sextant before rollups)",
+    )
     args = parser.parse_args()
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -288,7 +294,15 @@ def main() -> None:
                 print(f"merged parts (OPTIMIZE FINAL) in {time.perf_counter() - t:.0f}s")
             if args.final_cost:
                 final_cost(store, args, end, "after merges")
-            run(store, pg, args, end)
+            builder = RollupBuilder(store, quiet_seconds=0, clock=lambda: datetime.now(UTC))
+            if not args.no_rollups:
+                # What the server's background builder does once the import has gone quiet.
+                built = builder.build(PROJECT, TZ)
+                print(
+                    f"built daily rollups in {built.seconds:.1f}s "
+                    f"({built.days} days, {built.rows:,} rows)"
+                )
+            run(store, pg, args, end, builder)
         store.close()
     finally:
         tmp.cleanup()
@@ -326,7 +340,11 @@ def final_cost(store: EventStore, args: argparse.Namespace, end: datetime, when:
 
 
 def run(
-    store: EventStore, pg: psycopg.Connection[Any], args: argparse.Namespace, end: datetime
+    store: EventStore,
+    pg: psycopg.Connection[Any],
+    args: argparse.Namespace,
+    end: datetime,
+    builder: RollupBuilder,
 ) -> None:
     ctx = ProjectContext(
         project_id=PROJECT,
@@ -337,7 +355,12 @@ def run(
         store_raw_ip=False,
     )
     service = AnalyticsService(
-        store=store, cache=MemoryCache(), ttl_seconds=3600, clock=lambda: end
+        store=store,
+        cache=MemoryCache(),
+        ttl_seconds=3600,
+        clock=lambda: end,
+        use_rollups=not args.no_rollups,
+        scheduler=RollupScheduler(builder),  # not started: shares the builder's link marks
     )
     loop = asyncio.new_event_loop()
     ours = sextant_reports(args.days)

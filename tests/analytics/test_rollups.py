@@ -193,3 +193,26 @@ def _model(body: dict[str, Any]) -> Any:
     from sextant.analytics.schemas import AnalyticsQuery
 
     return TypeAdapter(AnalyticsQuery).validate_python(body)
+
+
+def test_first_occurrences_follow_deleted_events(dataset: Factory) -> None:
+    """Retention cohorts come from `first_seen`: deleting events moves them like raw reads."""
+    from sextant.governance import queries as gq
+
+    d = dataset("UTC")
+    d.track("$pageview", "old", "2026-11-06 10:00:00")
+    d.track("$pageview", "old", "2026-11-15 10:00:00")
+    d.track("$pageview", "old", "2026-11-16 10:00:00")
+    d.track("$pageview", "new", "2026-11-15 11:00:00")
+    body: dict[str, Any] = {"kind": "retention", "date_from": "2026-11-10", "periods": 3}
+    raw = {**body, "filters": [{"property": "is_bot", "op": "lt", "value": 2}]}  # raw path
+
+    def cohorts(b: dict[str, Any]) -> list[tuple[str, int]]:
+        return [(c["cohort"][:10], c["persons"]) for c in d.query(b)["cohorts"] if c["persons"]]
+
+    assert cohorts(body) == cohorts(raw) == [("2026-11-15", 1)]  # "old" is not new
+    gq.delete_expired(d.store, project_id=d.project_id, before=datetime(2026, 11, 10, tzinfo=UTC))
+    assert cohorts(body) == cohorts(raw) == [("2026-11-15", 2)]  # now both are first seen then
+    out = d.query(body)
+    day15 = next(c for c in out["cohorts"] if c["cohort"].startswith("2026-11-15"))
+    assert day15["values"][:2] == [2, 1]  # "old" came back the next day

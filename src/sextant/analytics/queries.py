@@ -604,12 +604,36 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
     first_src = Source(scope, params, None, query.filters, end=rng.end)
     act_src = Source(scope, params, rng, query.filters, extra=[return_cond])
     lo = params.bind(_ts(rng.start), UTC64)
-    first_from, first_person = first_src.mapped(
-        first_src.sql(
+    if query.filters:
+        per_id = first_src.sql(
             "e.distinct_hash AS did, min(e.timestamp) AS first_ts",
             f"AND {start_cond} GROUP BY did",
         )
-    )
+    else:
+        # Unfiltered: each id's first occurrence comes from `first_seen` (one row per id and
+        # event name) instead of every event ever stored. An id first seen at or after the
+        # end has no occurrence before it, as with the raw `timestamp < end` filter.
+        bots = "" if scope.include_bots else "AND fs.is_bot = 0 "
+        named = (
+            f"AND fs.event = {params.bind(query.start_event, 'String')} "
+            if query.start_event is not None
+            else ""
+        )
+        # An id first seen before the range matters only when it is linked (either side of
+        # a link) to an id of the same person; the others are dropped before the mapping.
+        linked = (
+            " OR did IN (SELECT cityHash64(arrayJoin([distinct_id, person_id])) "
+            "FROM person_aliases WHERE project_id = {project_id:UUID})"
+            if scope.has_aliases
+            else ""
+        )
+        per_id = (
+            "SELECT fs.distinct_hash AS did, min(fs.first_ts) AS first_ts FROM first_seen AS fs "
+            f"WHERE fs.project_id = {{project_id:UUID}} {bots}{named}GROUP BY did "
+            f"HAVING first_ts < {params.bind(_ts(rng.end), UTC64)} "
+            f"AND (first_ts >= {lo}{linked})"
+        )
+    first_from, first_person = first_src.mapped(per_id)
     firsts = (
         f"SELECT {first_person} AS person, min(i.first_ts) AS first_ts FROM {first_from} "
         f"GROUP BY person HAVING first_ts >= {lo}"
@@ -870,7 +894,9 @@ def compile_api_metrics(*, scope: Scope, rng: TimeRange, query: ApiMetricsQuery)
         params,
         rng,
         query.filters,
-        extra=["(e.type = 'api' OR e.event = '$api_request')"],
+        # Every `api` event is named `$api_request` (ingest/event.py), so the event name alone
+        # selects them, and the sort key (project, day, event) then reads only their granules.
+        extra=["e.event = '$api_request'"],
     )
     summary = src.sql(API_METRICS)
     endpoints = src.sql(

@@ -218,12 +218,15 @@ class AnalyticsService:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _run(self, compiled: q.Compiled, name: str) -> list[dict[str, Any]]:
+    def _run(
+        self, compiled: q.Compiled, name: str, connection: str | None = None
+    ) -> list[dict[str, Any]]:
         try:
             result = self.store.query(
                 compiled.statements[name],
                 compiled.params,
                 settings={**compiled.settings, **self.limits},
+                connection=connection,
             )
         except QueryTooExpensive as exc:
             raise BadRequest(
@@ -240,7 +243,11 @@ class AnalyticsService:
         names = list(compiled.statements)
         if len(names) == 1:
             return {names[0]: self._run(compiled, names[0])}
-        futures = {name: self._pool.submit(self._run, compiled, name) for name in names}
+        # A connection runs one statement at a time: each statement gets its own.
+        futures = {
+            name: self._pool.submit(self._run, compiled, name, f"report-{i}")
+            for i, name in enumerate(names)
+        }
         return {name: future.result() for name, future in futures.items()}
 
     def _scope(self, ctx: ProjectContext, include_bots: bool = False) -> q.Scope:

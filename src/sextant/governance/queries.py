@@ -72,6 +72,11 @@ def delete_person_rows(store: EventStore, *, project_id: str, distinct_ids: Sequ
         "AND (distinct_id IN {ids:Array(String)} OR person_id IN {ids:Array(String)})",
         params,
     )
+    store.command(
+        "DELETE FROM first_seen WHERE project_id = {project_id:UUID} "
+        "AND distinct_hash IN arrayMap(x -> cityHash64(x), {ids:Array(String)})",
+        params,
+    )
     invalidate_rollups(store, project_id=project_id)
 
 
@@ -134,8 +139,8 @@ def iter_event_pages(
 
 def delete_project_rows(store: EventStore, *, project_id: str) -> None:
     params = {"project_id": project_id}
-    tables = ("events", "person_aliases", "rollup_daily", "rollup_builds", "rollup_writes")
-    for table in (*tables, "rollup_alias_marks"):
+    tables = ("events", "person_aliases", "first_seen", "rollup_daily", "rollup_builds")
+    for table in (*tables, "rollup_writes", "rollup_alias_marks"):
         store.command(f"DELETE FROM {table} WHERE project_id = {{project_id:UUID}}", params)
 
 
@@ -156,6 +161,22 @@ def delete_expired(store: EventStore, *, project_id: str, before: datetime) -> N
     store.command(
         "DELETE FROM events WHERE project_id = {project_id:UUID} "
         "AND timestamp < {before:DateTime64(3, 'UTC')}",
+        {"project_id": project_id, "before": before},
+    )
+    # First occurrences before the cutoff are gone with their events: store the ids' next
+    # ones first (as a generation of their own, which no merge folds into the old rows),
+    # then drop the old (until then the old minimum still wins, as before).
+    store.command(
+        "INSERT INTO first_seen (project_id, event, is_bot, distinct_hash, first_ts, "
+        "generation) SELECT project_id, event, is_bot, cityHash64(distinct_id) AS h, "
+        "min(timestamp), toUInt32(now()) FROM events WHERE project_id = {project_id:UUID} "
+        "AND h IN (SELECT distinct_hash FROM first_seen WHERE project_id = {project_id:UUID} "
+        "AND first_ts < {before:DateTime64(3, 'UTC')}) GROUP BY project_id, event, is_bot, h",
+        {"project_id": project_id, "before": before},
+    )
+    store.command(
+        "DELETE FROM first_seen WHERE project_id = {project_id:UUID} "
+        "AND first_ts < {before:DateTime64(3, 'UTC')}",
         {"project_id": project_id, "before": before},
     )
     invalidate_rollups(store, project_id=project_id)

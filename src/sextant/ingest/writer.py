@@ -46,12 +46,9 @@ FLUSH_SECONDS = Histogram(
 )
 BUFFERED = Gauge("sextant_ingest_buffered_events", "Events waiting for the next flush")
 
-# Inserting JSONEachRow: each request's rows are encoded with one orjson call while they are
-# still in the CPU cache, as a JSON array, and a block is those arrays' contents joined into
-# one (ClickHouse reads an array of objects as rows). Measured under the batch benchmark,
-# encoding a whole block later in the writer thread cost ~1 us more per event (the rows were
-# cold by then), and an Arrow batch, cheaper for ClickHouse to read (~2.3 vs ~6.8 us a row),
-# cost as much Python to build as it saved, holding the GIL the request handlers need.
+# Inserting JSONEachRow: the fastest path we measured (see benchmarks/ingest.py): orjson
+# encodes a row in well under a microsecond, omitted columns take their defaults, and
+# ClickHouse parses it without Python touching each value again.
 _INSERT_SETTINGS: dict[str, Any] = {
     # ReplacingMergeTree would otherwise sort-and-collapse every block at insert; duplicates
     # are removed in Python before the insert and by FINAL at read time, so skip it (~50%).
@@ -66,8 +63,7 @@ _INSERT_SETTINGS: dict[str, Any] = {
 @dataclass(slots=True)
 class _Pending:
     keys: list[str]
-    rows: list[Row]
-    data: bytes  # `rows` as one JSON array
+    rows: list[bytes]
     aliases: list[tuple[str, str, str]]
     future: asyncio.Future[None]
     events: int = 0
@@ -199,13 +195,16 @@ class Writer:
         recent = self._recent
         prefix = f"{project_id}|"
         keys = [prefix + row["message_id"] for row in rows]
-        kept: list[Row] = list(rows)
         duplicates = 0
         if not recent.isdisjoint(keys):  # a retry: drop what is stored already, one by one
             pairs = [(key, row) for key, row in zip(keys, rows, strict=True) if key not in recent]
             duplicates = len(keys) - len(pairs)
             keys = [key for key, _ in pairs]
-            kept = [row for _, row in pairs]
+            rows = [row for _, row in pairs]
+        # Encoded now, row by row, while the rows are still in the CPU cache: measured under
+        # the batch benchmark, encoding a whole block later in the writer thread (or building
+        # an Arrow batch there, which ClickHouse reads ~4 us a row faster) cost more in total.
+        encoded = [orjson.dumps(row) for row in rows]
         links = [
             (project_id, distinct_id, person_id)
             for distinct_id, person_id in aliases
@@ -214,9 +213,9 @@ class Writer:
         if duplicates:
             EVENTS_SKIPPED.inc(duplicates)
             self.stats.duplicates += duplicates
-        if not kept and not links:
+        if not encoded and not links:
             return WriteResult(0, duplicates)
-        count = len(kept)
+        count = len(encoded)
         if self._pending_events + count > self.buffer_max_events:
             raise ServiceUnavailable(
                 "the ingest buffer is full; retry shortly",
@@ -224,7 +223,7 @@ class Writer:
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         now_ms = received_ms if received_ms is not None else int(time.time() * 1000)
-        self._pending.append(_Pending(keys, kept, orjson.dumps(kept), links, future, count, now_ms))
+        self._pending.append(_Pending(keys, encoded, links, future, count, now_ms))
         if self._pending_events == 0:
             self._first_at = time.monotonic()
             self._kick.set()
@@ -266,26 +265,19 @@ class Writer:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         seen: set[str] = set()
-        parts: list[bytes | memoryview] = []  # rows of JSON arrays, without the brackets
-        count = 0
+        rows: list[bytes] = []
         links: dict[tuple[str, str], tuple[str, str, str, int]] = {}
         for item in batch:
             fresh = set(item.keys)
             if len(fresh) == len(item.keys) and seen.isdisjoint(fresh):  # the usual case
                 seen |= fresh
-                if item.rows:
-                    parts.append(memoryview(item.data)[1:-1])
-                    count += len(item.rows)
+                rows.extend(item.rows)
             else:
-                rows: list[Row] = []
-                for key, row in zip(item.keys, item.rows, strict=True):
+                for key, data in zip(item.keys, item.rows, strict=True):
                     if key in seen:  # the same message twice in one block: store it once
                         continue
                     seen.add(key)
-                    rows.append(row)
-                if rows:
-                    parts.append(orjson.dumps(rows)[1:-1])
-                    count += len(rows)
+                    rows.append(data)
             for project_id, distinct_id, person_id in item.aliases:
                 links[(project_id, distinct_id)] = (
                     project_id,
@@ -296,12 +288,12 @@ class Writer:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._insert, parts, list(links.values()))
+            await loop.run_in_executor(self._executor, self._insert, rows, list(links.values()))
         except Exception as exc:
             FLUSHES.labels("error").inc()
             self.stats.failed_flushes += 1
             self.stats.last_error = str(exc)
-            log.error("ingest_flush_failed", events=count, error=str(exc))
+            log.error("ingest_flush_failed", events=len(rows), error=str(exc))
             if len(batch) > 1:
                 # One request's rows must not fail everyone's: store each request on its own.
                 for item in batch:
@@ -311,19 +303,20 @@ class Writer:
             return
         FLUSHES.labels("ok").inc()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
-        self._done(batch, seen, count, links)
+        self._done(batch, seen, rows, links)
 
     async def _flush_alone(self, item: _Pending) -> None:
         links = {(p, d): (p, d, person, item.received_ms) for p, d, person in item.aliases}
         loop = asyncio.get_running_loop()
         try:
-            parts: list[bytes | memoryview] = [memoryview(item.data)[1:-1]] if item.rows else []
-            await loop.run_in_executor(self._executor, self._insert, parts, list(links.values()))
+            await loop.run_in_executor(
+                self._executor, self._insert, item.rows, list(links.values())
+            )
         except Exception as exc:
             log.error("ingest_request_insert_failed", events=len(item.rows), error=str(exc))
             self._fail([item])
             return
-        self._done([item], set(item.keys), len(item.rows), links)
+        self._done([item], set(item.keys), item.rows, links)
 
     @staticmethod
     def _fail(batch: list[_Pending]) -> None:
@@ -341,14 +334,14 @@ class Writer:
         self,
         batch: list[_Pending],
         keys: set[str],
-        count: int,
+        rows: list[bytes],
         links: dict[tuple[str, str], tuple[str, str, str, int]],
     ) -> None:
-        EVENTS_WRITTEN.inc(count)
+        EVENTS_WRITTEN.inc(len(rows))
         self.stats.flushes += 1
-        self.stats.written += count
+        self.stats.written += len(rows)
         if len(self.stats.flush_sizes) < 10_000:
-            self.stats.flush_sizes.append(count)
+            self.stats.flush_sizes.append(len(rows))
         self._recent.update(keys)
         for project_id, distinct_id, person_id, _ in links.values():
             self._aliases_written.add((project_id, distinct_id, person_id))
@@ -356,9 +349,7 @@ class Writer:
             if not item.future.done():
                 item.future.set_result(None)
 
-    def _insert(
-        self, parts: list[bytes | memoryview], links: list[tuple[str, str, str, int]]
-    ) -> None:
+    def _insert(self, rows: list[bytes], links: list[tuple[str, str, str, int]]) -> None:
         # Aliases first: an event is never visible before the link that names its person.
         if links:
             data = b"\n".join(
@@ -375,10 +366,10 @@ class Writer:
             self.store.insert_raw(
                 "person_aliases", data, fmt="JSONEachRow", settings=_INSERT_SETTINGS, writer=True
             )
-        if parts:
+        if rows:
             self.store.insert_raw(
                 "events",
-                b"[" + b",".join(parts) + b"]",
+                b"\n".join(rows),
                 fmt="JSONEachRow",
                 settings=_INSERT_SETTINGS,
                 writer=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def test_demo_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "stored 3,000 events" in out
+    assert re.search(r"rolled up 1[45] days", out), out  # the import's days are rolled up
     assert "demo@example.com" in out
     write_key = next(w for w in out.split() if w.startswith("sx_w_"))
     read_key = next(w for w in out.split() if w.startswith("sx_r_"))

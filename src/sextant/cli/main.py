@@ -100,10 +100,19 @@ def demo(
                 on_progress=lambda done: progress.update(task, completed=done),
             )
         elapsed = time.perf_counter() - started
+        built = None
+        if settings.rollups_enabled:
+            from sextant.analytics.rollups import RollupBuilder
+
+            # The import is done: roll its days up now, so the first dashboard load is fast.
+            with console.status("building daily rollups"):
+                built = RollupBuilder(store, quiet_seconds=0).build(workspace.project_id, timezone)
     finally:
         db.dispose()
         close_event_store(settings.events_url)
     console.print(f"stored {events:,} events in {elapsed:.1f} s ({events / elapsed:,.0f}/s)")
+    if built is not None:
+        console.print(f"rolled up {built.days} days in {built.seconds:.1f} s")
     console.print(f"sign in:     {workspace.email} / {workspace.password}")
     console.print(f"org:         {workspace.org_id}")
     console.print(f"project:     {workspace.project_id} ({timezone})")

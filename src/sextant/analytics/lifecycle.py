@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from sextant.analytics.rollups import RollupBuilder, RollupScheduler
+from sextant.analytics.rollups import RollupBuilder, RollupScheduler, recover_buffers
 from sextant.analytics.service import AnalyticsService
 from sextant.config import Settings
 from sextant.core.cache import make_cache
@@ -15,6 +15,8 @@ async def startup(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     cache = make_cache(settings.redis_url)
     app.state.query_cache = cache
+    # A killed predecessor may have left marks and first occurrences in the views' buffers.
+    await run_in_threadpool(recover_buffers, app.state.events)
     scheduler = None
     if settings.rollups_enabled:
         builder = RollupBuilder(app.state.events, quiet_seconds=settings.rollup_quiet_seconds)

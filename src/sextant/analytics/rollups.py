@@ -223,7 +223,7 @@ class AliasMarks:
                     # Every hour with an event of a newly linked id: its persons regroup.
                     params["ids"] = sorted({r[0] for r in new})
                     self.store.command(
-                        "INSERT INTO rollup_writes (project_id, hour, written_at) "
+                        "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
                         "SELECT project_id, toStartOfHour(timestamp) AS hour, "
                         "now64(3, 'UTC') FROM events WHERE project_id = {project_id:UUID} "
                         "AND distinct_id IN {ids:Array(String)} GROUP BY project_id, hour",
@@ -249,10 +249,34 @@ class AliasMarks:
 
 
 _MARK_ALL = (
-    "INSERT INTO rollup_writes (project_id, hour, written_at) "
+    "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
     "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
     "WHERE project_id = {project_id:UUID} GROUP BY project_id, hour"
 )
+
+
+def recover_buffers(store: EventStore, *, minutes: int = 10) -> None:
+    """Re-derive what a crash may have lost from the Buffer tables the views write through.
+
+    `rollup_writes` and `first_seen` keep a few seconds of rows in memory before they reach
+    their tables; a killed process loses those. Events the server received in the last
+    `minutes` (its own `received_at` clock) are marked written again and their first
+    occurrences stored again, both idempotent (a later mark, a minimum).
+    """
+    params = {"minutes": minutes}
+    recent = "received_at >= now64(3, 'UTC') - toIntervalMinute({minutes:UInt32})"
+    store.command(
+        "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
+        "SELECT project_id, toStartOfHour(timestamp) AS hour, now64(3, 'UTC') FROM events "
+        f"WHERE {recent} GROUP BY project_id, hour",
+        params,
+    )
+    store.command(
+        "INSERT INTO first_seen_data (project_id, event, is_bot, distinct_hash, first_ts) "
+        "SELECT project_id, event, is_bot, cityHash64(distinct_id) AS h, min(timestamp) "
+        f"FROM events WHERE {recent} GROUP BY project_id, event, is_bot, h",
+        params,
+    )
 
 
 # -- building ----------------------------------------------------------------------------------

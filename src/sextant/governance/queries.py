@@ -72,19 +72,26 @@ def delete_person_rows(store: EventStore, *, project_id: str, distinct_ids: Sequ
         "AND (distinct_id IN {ids:Array(String)} OR person_id IN {ids:Array(String)})",
         params,
     )
+    _flush_buffers(store)
     store.command(
-        "DELETE FROM first_seen WHERE project_id = {project_id:UUID} "
+        "DELETE FROM first_seen_data WHERE project_id = {project_id:UUID} "
         "AND distinct_hash IN arrayMap(x -> cityHash64(x), {ids:Array(String)})",
         params,
     )
     invalidate_rollups(store, project_id=project_id)
 
 
+def _flush_buffers(store: EventStore) -> None:
+    """Rows still in the views' Buffer tables reach their tables before a delete there."""
+    for table in ("first_seen", "rollup_writes"):
+        store.command(f"OPTIMIZE TABLE {table}")
+
+
 def invalidate_rollups(store: EventStore, *, project_id: str) -> None:
     """Deleted events leave daily rollups behind: mark every hour of the project written,
     so reports read raw events until the rollups are rebuilt (analytics/rollups.py)."""
     store.command(
-        "INSERT INTO rollup_writes (project_id, hour, written_at) "
+        "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
         "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
         "WHERE project_id = {project_id:UUID} GROUP BY project_id, hour",
         {"project_id": project_id},
@@ -139,8 +146,9 @@ def iter_event_pages(
 
 def delete_project_rows(store: EventStore, *, project_id: str) -> None:
     params = {"project_id": project_id}
-    tables = ("events", "person_aliases", "first_seen", "rollup_daily", "rollup_builds")
-    for table in (*tables, "rollup_writes", "rollup_alias_marks"):
+    _flush_buffers(store)
+    tables = ("events", "person_aliases", "first_seen_data", "rollup_daily", "rollup_builds")
+    for table in (*tables, "rollup_writes_data", "rollup_alias_marks"):
         store.command(f"DELETE FROM {table} WHERE project_id = {{project_id:UUID}}", params)
 
 
@@ -167,15 +175,16 @@ def delete_expired(store: EventStore, *, project_id: str, before: datetime) -> N
     # ones first (as a generation of their own, which no merge folds into the old rows),
     # then drop the old (until then the old minimum still wins, as before).
     store.command(
-        "INSERT INTO first_seen (project_id, event, is_bot, distinct_hash, first_ts, "
+        "INSERT INTO first_seen_data (project_id, event, is_bot, distinct_hash, first_ts, "
         "generation) SELECT project_id, event, is_bot, cityHash64(distinct_id) AS h, "
         "min(timestamp), toUInt32(now()) FROM events WHERE project_id = {project_id:UUID} "
         "AND h IN (SELECT distinct_hash FROM first_seen WHERE project_id = {project_id:UUID} "
         "AND first_ts < {before:DateTime64(3, 'UTC')}) GROUP BY project_id, event, is_bot, h",
         {"project_id": project_id, "before": before},
     )
+    _flush_buffers(store)
     store.command(
-        "DELETE FROM first_seen WHERE project_id = {project_id:UUID} "
+        "DELETE FROM first_seen_data WHERE project_id = {project_id:UUID} "
         "AND first_ts < {before:DateTime64(3, 'UTC')}",
         {"project_id": project_id, "before": before},
     )

@@ -2,7 +2,7 @@
 -- the first occurrence of an event over a person's whole history, and this table answers
 -- that from one row per (id, event) instead of every event ever stored. Kept by the view on
 -- every insert; governance deletes and recomputes a project's rows when it deletes events.
-CREATE TABLE IF NOT EXISTS first_seen
+CREATE TABLE IF NOT EXISTS first_seen_data
 (
     project_id     UUID,
     event          LowCardinality(String),
@@ -16,12 +16,16 @@ CREATE TABLE IF NOT EXISTS first_seen
 ENGINE = AggregatingMergeTree
 ORDER BY (project_id, is_bot, event, distinct_hash, generation);
 
+-- Written through a Buffer, like rollup_writes (see 0003).
+CREATE TABLE IF NOT EXISTS first_seen AS first_seen_data
+ENGINE = Buffer(currentDatabase(), 'first_seen_data', 1, 1, 5, 10000, 1000000, 10000000, 100000000);
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS first_seen_mv TO first_seen AS
 SELECT project_id, event, is_bot, cityHash64(distinct_id) AS distinct_hash, min(timestamp) AS first_ts
 FROM events
 GROUP BY project_id, event, is_bot, distinct_hash;
 
-INSERT INTO first_seen (project_id, event, is_bot, distinct_hash, first_ts)
+INSERT INTO first_seen_data (project_id, event, is_bot, distinct_hash, first_ts)
 SELECT project_id, event, is_bot, cityHash64(distinct_id) AS distinct_hash, min(timestamp) AS first_ts
 FROM events
 GROUP BY project_id, event, is_bot, distinct_hash;

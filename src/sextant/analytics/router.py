@@ -440,7 +440,7 @@ async def _live_stream(
     max_seconds: float | None,
 ) -> AsyncIterator[bytes]:
     started = time.monotonic()
-    last = datetime.now(UTC)
+    opened = last = datetime.now(UTC)
     sent: dict[str, datetime] = {}
     last_beat = started
     yield b": connected\n\nretry: 2000\n\n"
@@ -455,7 +455,10 @@ async def _live_stream(
             received = row["received_at"]
             if received.tzinfo is None:
                 received = received.replace(tzinfo=UTC)
-            if event_id in sent:
+            # The overlap re-reads a few seconds before the stream opened: events received
+            # then were not sent "since you opened", and a page opened right after a burst
+            # must not replay it.
+            if event_id in sent or received < opened:
                 continue
             sent[event_id] = received
             last = max(last, received)

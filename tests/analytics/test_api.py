@@ -294,6 +294,7 @@ def test_live_streams_new_events_as_sse(
     ]
     assert [e["event"] for e in events] == ["$pageview"]
     assert events[0]["path"] == "/live"
+    assert events[0]["replayed"] is True  # received before the stream opened
     assert "event: event" in text
 
 

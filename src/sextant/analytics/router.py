@@ -455,14 +455,15 @@ async def _live_stream(
             received = row["received_at"]
             if received.tzinfo is None:
                 received = received.replace(tzinfo=UTC)
-            # The overlap re-reads a few seconds before the stream opened: events received
-            # then were not sent "since you opened", and a page opened right after a burst
-            # must not replay it.
-            if event_id in sent or received < opened:
+            if event_id in sent:
                 continue
             sent[event_id] = received
             last = max(last, received)
-            data = orjson.dumps(event_row(row, ctx.timezone), default=str)
+            body = event_row(row, ctx.timezone)
+            # The first poll looks back a few seconds: those events arrived before the stream
+            # opened and say so, so a client counting "since you opened" can leave them out.
+            body["replayed"] = received < opened
+            data = orjson.dumps(body, default=str)
             yield b"id: " + event_id.encode() + b"\nevent: event\ndata: " + data + b"\n\n"
         horizon = last - _LIVE_OVERLAP * 2
         for key in [k for k, v in sent.items() if v < horizon]:

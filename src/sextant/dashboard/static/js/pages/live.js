@@ -35,7 +35,7 @@ export async function render(main, ctx) {
     const items = Array.isArray(data) ? data : data && Array.isArray(data.events) ? data.events : [data];
     for (const e of items) {
       if (!e || typeof e !== "object" || !e.event) continue;
-      n += 1;
+      if (!e.replayed) n += 1; // replayed: received just before the page opened
       placeholder.remove();
       const t = new Date(e.timestamp || Date.now());
       list.prepend(h("li", {}, h("span", { class: "t" }, t.toLocaleTimeString()),

@@ -734,7 +734,10 @@ class AnalyticsService:
     def _active_users(self, ctx: ProjectContext, query: ActiveUsersQuery) -> dict[str, Any]:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day", default_from="-30d")
-        lookback = rng.start - timedelta(days=31)
+        # MAU needs the 30 days before the first one: from a local midnight, so that with
+        # rollups the look-back is whole days (31 days back across a DST change is not).
+        first = rng.start.astimezone(rng.zone).date() - timedelta(days=31)
+        lookback = datetime(first.year, first.month, first.day, tzinfo=rng.zone).astimezone(UTC)
         if self.use_rollups and not query.filters:
             return self._active_users_from_rollups(scope, rng, lookback)
         compiled = q.compile_active_users(

@@ -38,7 +38,6 @@ from sextant.core.eventstore import EventStore, EventStoreError
 
 log = structlog.get_logger(__name__)
 
-HLL = "uniqCombined64(13)"
 HLL_STATE = "uniqCombined64State(13)"
 HLL_MERGE = "uniqCombined64Merge(13)"
 HLL_MERGE_STATE = "uniqCombined64MergeState(13)"
@@ -243,16 +242,18 @@ class AliasMarks:
             state.seen = {k for k in state.seen | set(new) if _naive(k[1]) >= horizon}
             return len(new)
 
-    def forget(self, project_id: str) -> None:
-        with self._lock:
-            self._state.pop(project_id, None)
-
 
 _MARK_ALL = (
     "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
     "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
     "WHERE project_id = {project_id:UUID} GROUP BY project_id, hour"
 )
+
+
+def mark_all_written(store: EventStore, project_id: str) -> None:
+    """Every hour of a project counts as written now, so reports read raw events until the
+    days are rebuilt (after its events were deleted, or too many links to mark one by one)."""
+    store.command(_MARK_ALL, {"project_id": project_id})
 
 
 def recover_buffers(store: EventStore, *, minutes: int = 10) -> None:
@@ -576,11 +577,8 @@ class Plan:
             ranges=ranges if self.clean else None,
             cur_start=cur_start,
         )
-        if cur_start is None:
-            raw = f"SELECT day, toUInt8(1) AS cur, dim, value, events, persons FROM ({raw})"
-        else:
-            raw = f"SELECT day, toUInt8(cur) AS cur, dim, value, events, persons FROM ({raw})"
-        parts.append(raw)
+        cur = "1" if cur_start is None else "cur"
+        parts.append(f"SELECT day, toUInt8({cur}) AS cur, dim, value, events, persons FROM ({raw})")
         return "(" + " UNION ALL ".join(parts) + ")"
 
 

@@ -755,19 +755,28 @@ class AnalyticsService:
         # Deltas before the first label accumulate first.
         for kind in ("w", "m"):
             running[kind] = sum(v for d, v in deltas[kind].items() if d < labels[0])
-        data: list[dict[str, Any]] = []
+        counts: dict[str, tuple[int, int, int]] = {}
         for label in labels:
             wau = running["w"] + deltas["w"].get(label, 0)
             mau = running["m"] + deltas["m"].get(label, 0)
             running["w"], running["m"] = wau, mau
-            day = dau.get(label, 0)
+            counts[label] = (dau.get(label, 0), wau, mau)
+        return self._active_users_body(rng, labels, counts)
+
+    def _active_users_body(
+        self, rng: TimeRange, labels: list[str], counts: dict[str, tuple[int, int, int]]
+    ) -> dict[str, Any]:
+        """The report from (DAU, WAU, MAU) per day label (a missing label counts zero)."""
+        data: list[dict[str, Any]] = []
+        for label in labels:
+            dau, wau, mau = counts.get(label, (0, 0, 0))
             data.append(
                 {
                     "bucket": rng.label_iso(label),
-                    "dau": day,
+                    "dau": dau,
                     "wau": wau,
                     "mau": mau,
-                    "stickiness": round(day / mau, 4) if mau else 0.0,
+                    "stickiness": round(dau / mau, 4) if mau else 0.0,
                 }
             )
         avg_stick = [float(p["stickiness"]) for p in data if p["mau"]]
@@ -787,25 +796,7 @@ class AnalyticsService:
             r["day"]: (int(r["dau"]), int(r["wau"]), int(r["mau"]))
             for r in self._run(rollups.compile_active_users(plan, labels), "active")
         }
-        data: list[dict[str, Any]] = []
-        for label in labels:
-            dau, wau, mau = found.get(label, (0, 0, 0))
-            data.append(
-                {
-                    "bucket": rng.label_iso(label),
-                    "dau": dau,
-                    "wau": wau,
-                    "mau": mau,
-                    "stickiness": round(dau / mau, 4) if mau else 0.0,
-                }
-            )
-        avg_stick = [float(p["stickiness"]) for p in data if p["mau"]]
-        return {
-            "kind": "active_users",
-            **self._range_body(rng),
-            "data": data,
-            "stickiness": round(sum(avg_stick) / len(avg_stick), 4) if avg_stick else 0.0,
-        }
+        return self._active_users_body(rng, labels, found)
 
     # -- paths -------------------------------------------------------------------------------
 

@@ -84,9 +84,9 @@ class EventStore:
         self.embedded = url.startswith("chdb:")
         self.query_settings = dict(query_settings or {})
         self._lock_fd: int | None = None
-        # Extra connections by name ("writer", "maintenance"): a connection serialises its
-        # calls, so the group commit and the rollup builder each get their own and never
-        # wait behind a report's statement.
+        # Extra connections by name ("writer", "rollups", "report-N"): a connection
+        # serialises its calls, so the group commit, the rollup builder and a report's
+        # concurrent statements each get their own and never wait behind another statement.
         self._named: dict[str, Any] = {}
         self._named_lock = threading.Lock()
         if self.embedded:
@@ -164,8 +164,8 @@ class EventStore:
     ) -> QueryResult:
         """Run a SELECT with bound parameters (`{name:Type}` placeholders).
 
-        `connection` names a connection of its own (e.g. "maintenance") instead of the
-        shared one.
+        `connection` names a connection of its own (e.g. "rollups") instead of the shared
+        one.
         """
         merged = {**self.query_settings, **(settings or {})}
         client = self._connection(connection) if connection else self._client

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from sextant.analytics import rollups
 from sextant.core.eventstore import EventStore
 from sextant.ingest.event import EVENT_COLUMNS
 
@@ -88,14 +89,9 @@ def _flush_buffers(store: EventStore) -> None:
 
 
 def invalidate_rollups(store: EventStore, *, project_id: str) -> None:
-    """Deleted events leave daily rollups behind: mark every hour of the project written,
-    so reports read raw events until the rollups are rebuilt (analytics/rollups.py)."""
-    store.command(
-        "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
-        "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
-        "WHERE project_id = {project_id:UUID} GROUP BY project_id, hour",
-        {"project_id": project_id},
-    )
+    """Deleted events leave daily rollups behind: the project's days are read raw until
+    they are rebuilt."""
+    rollups.mark_all_written(store, project_id)
 
 
 def iter_event_pages(

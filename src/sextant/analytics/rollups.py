@@ -70,6 +70,9 @@ SUMMARY_DIMENSIONS = {
     "utm_sources": "utm_source",
 }
 
+# The tables a build writes its rows to (all under one version per day).
+ROLLUP_TABLES = ("rollup_daily", "rollup_api_daily")
+
 # A build records `built_at` this long before it started reading: a write whose mark was
 # taken earlier is surely visible to the build (an insert commits well within it), and a
 # later one makes the day dirty again.
@@ -283,6 +286,27 @@ def recover_buffers(store: EventStore, *, minutes: int = 10) -> None:
 # -- building ----------------------------------------------------------------------------------
 
 
+def _narrowing(
+    params: q.Params, ranges: list[tuple[datetime, datetime]] | None, only_days: str | None
+) -> list[str]:
+    """Conditions that keep only the stretches no clean rollup day covers (the sort key
+    prunes the rest), or only the local days being built."""
+    extra = []
+    if ranges is not None:
+        extra.append(
+            "("
+            + " OR ".join(
+                f"(e.timestamp >= {params.bind(_ts(lo), q.UTC64)} "
+                f"AND e.timestamp < {params.bind(_ts(hi), q.UTC64)})"
+                for lo, hi in ranges
+            )
+            + ")"
+        )
+    if only_days is not None:
+        extra.append(f"toDate(e.timestamp, {{tz:String}}) IN {only_days}")
+    return extra
+
+
 def _raw_rows(
     scope: q.Scope,
     params: q.Params,
@@ -297,20 +321,7 @@ def _raw_rows(
 ) -> str:
     """Raw events of [start, end) as rollup rows: day, [cur,] [is_bot,] dim, value, events,
     persons (sketch state)."""
-    extra = []
-    if ranges is not None:
-        # Only the stretches no clean rollup day covers (the key prunes the rest).
-        extra.append(
-            "("
-            + " OR ".join(
-                f"(e.timestamp >= {params.bind(_ts(lo), q.UTC64)} "
-                f"AND e.timestamp < {params.bind(_ts(hi), q.UTC64)})"
-                for lo, hi in ranges
-            )
-            + ")"
-        )
-    if only_days is not None:
-        extra.append(f"toDate(e.timestamp, {{tz:String}}) IN {only_days}")
+    extra = _narrowing(params, ranges, only_days)
     whole_days = only_days is not None
     src = q.Source(
         scope,
@@ -345,6 +356,50 @@ def _raw_rows(
         f"ARRAY JOIN {dimension_pairs(dims)} AS d "
         f"WHERE {src.where} GROUP BY {', '.join(keys)}"
     )
+
+
+# Every `api` event is named `$api_request` (ingest/event.py).
+API_COLUMNS = (
+    "day, method, route, requests, errors, server_errors, duration_sum, duration_max, durations"
+)
+
+
+def _api_raw_rows(
+    scope: q.Scope,
+    params: q.Params,
+    *,
+    start: datetime,
+    end: datetime,
+    group_bots: bool,
+    ranges: list[tuple[datetime, datetime]] | None = None,
+    only_days: str | None = None,
+) -> str:
+    """Raw API requests of [start, end) as API rollup rows: day, [is_bot,] method, route,
+    requests, errors, server_errors, duration_sum, duration_max, durations (sorted)."""
+    src = q.Source(
+        scope,
+        params,
+        None,
+        [],
+        start=start,
+        end=end,
+        extra=["e.event = '$api_request'", *_narrowing(params, ranges, only_days)],
+        include_bots=True if group_bots else None,
+    )
+    keys = ["day", *(["is_bot"] if group_bots else []), "method", "route"]
+    cols = [
+        "toDate(e.timestamp, {tz:String}) AS day",
+        *(["e.is_bot AS is_bot"] if group_bots else []),
+        "e.http_method AS method",
+        "e.http_route AS route",
+        "count() AS requests",
+        "countIf(e.http_status >= 400) AS errors",
+        "countIf(e.http_status >= 500) AS server_errors",
+        "sum(e.duration_ms) AS duration_sum",
+        "max(e.duration_ms) AS duration_max",
+        "arraySort(groupArray(e.duration_ms)) AS durations",
+    ]
+    return src.sql(", ".join(cols), f"GROUP BY {', '.join(keys)}")
 
 
 @dataclass
@@ -427,18 +482,35 @@ class RollupBuilder:
                 settings=_ROLLUP_SETTINGS,
                 connection="rollups",
             )
+            api_rows = _api_raw_rows(
+                scope,
+                params,
+                start=_day_start(days[0], tz),
+                end=_day_start(days[-1] + timedelta(days=1), tz),
+                group_bots=True,
+                only_days=only,
+            )
+            self.store.command(
+                f"INSERT INTO rollup_api_daily (project_id, tz, version, is_bot, {API_COLUMNS}) "
+                f"SELECT {{project_id:UUID}}, {{tz:String}}, {v}, is_bot, {API_COLUMNS} "
+                f"FROM ({api_rows})",
+                params.values,
+                settings=_ROLLUP_SETTINGS,
+                connection="rollups",
+            )
             self.store.insert(
                 "rollup_builds",
                 [[project_id, tz, d, version, built_at] for d in days],
                 ["project_id", "tz", "day", "version", "built_at"],
             )
             # Older versions of these days are never read again.
-            self.store.command(
-                "DELETE FROM rollup_daily WHERE project_id = {project_id:UUID} "
-                "AND tz = {tz:String} AND day IN {days:Array(Date)} AND version < {v:UInt64}",
-                {"project_id": project_id, "tz": tz, "days": days, "v": version},
-                connection="rollups",
-            )
+            for table in ROLLUP_TABLES:
+                self.store.command(
+                    f"DELETE FROM {table} WHERE project_id = {{project_id:UUID}} "
+                    "AND tz = {tz:String} AND day IN {days:Array(Date)} AND version < {v:UInt64}",
+                    {"project_id": project_id, "tz": tz, "days": days, "v": version},
+                    connection="rollups",
+                )
             count = self.store.query(
                 "SELECT count() FROM rollup_daily WHERE project_id = {project_id:UUID} "
                 "AND tz = {tz:String} AND version = {v:UInt64}",
@@ -581,6 +653,35 @@ class Plan:
         parts.append(f"SELECT day, toUInt8({cur}) AS cur, dim, value, events, persons FROM ({raw})")
         return "(" + " UNION ALL ".join(parts) + ")"
 
+    def api_rows(self, params: q.Params) -> str:
+        """One subquery of API rollup rows (`API_COLUMNS`) over [start, end)."""
+        params.values.setdefault("project_id", self.scope.project_id)
+        params.values.setdefault("tz", self.scope.tz)
+        parts = []
+        if self.clean:
+            pairs = params.bind(
+                [(d.isoformat(), v) for d, v in sorted(self.clean.items())],
+                "Array(Tuple(Date, UInt64))",
+            )
+            bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
+            parts.append(
+                f"SELECT {API_COLUMNS} FROM rollup_api_daily AS r "
+                "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
+                f"AND (r.day, r.version) IN {pairs} {bots}"
+            )
+        ranges = self.raw_ranges()
+        if ranges:
+            raw = _api_raw_rows(
+                self.scope,
+                params,
+                start=ranges[0][0],
+                end=ranges[-1][1],
+                group_bots=False,
+                ranges=ranges if self.clean else None,
+            )
+            parts.append(f"SELECT {API_COLUMNS} FROM ({raw})")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
 
 def plan(
     store: EventStore,
@@ -675,3 +776,28 @@ def compile_active_users(p: Plan, days: list[str]) -> q.Compiled:
         f"ARRAY JOIN {params.bind(days, 'Array(Date)')} AS x"
     )
     return q.Compiled({"active": sql}, params.values, dict(_ROLLUP_SETTINGS))
+
+
+API_METRICS = (
+    "sum(requests) AS request_count, sum(errors) AS error_count, "
+    "sum(server_errors) AS server_error_count, sum(duration_sum) / sum(requests) AS avg, "
+    "quantilesExactInclusiveArray(0.5, 0.95, 0.99)(durations) AS q, max(duration_max) AS max"
+)
+
+
+def compile_api_metrics(p: Plan, interval: str, sort: str) -> q.Compiled:
+    """The API report over API rollup rows: the same counts and the same exact percentiles
+    as `queries.compile_api_metrics`, from one array of latencies per endpoint-day.
+
+    One statement reads the rows once for all three parts; `part` says which a row is:
+    0 the summary, 1 an endpoint (in the order asked for), 2 a bucket of the series.
+    """
+    params = q.Params()
+    rows = p.api_rows(params)
+    sql = (
+        f"SELECT 3 - grouping(bucket, method) AS part, method, route, bucket, {API_METRICS} "
+        f"FROM (SELECT *, {_bucket(interval)} AS bucket FROM {rows}) "
+        "GROUP BY GROUPING SETS ((), (method, route), (bucket)) "
+        f"ORDER BY part, {q.API_SORT[sort]}"
+    )
+    return q.Compiled({"api": sql}, params.values, dict(_ROLLUP_SETTINGS))

@@ -61,6 +61,23 @@ def _num(value: Any) -> Any:
     return value
 
 
+# The API report's row of a stretch without requests.
+_NO_REQUESTS: dict[str, Any] = {
+    "request_count": 0,
+    "error_count": 0,
+    "server_error_count": 0,
+    "avg": None,
+    "q": [],
+    "max": None,
+}
+
+
+def _ms(value: Any) -> float | None:
+    """A latency in ms to the microsecond (what a sum in another order changes is below)."""
+    number = _num(value)
+    return None if number is None else round(float(number), 3)
+
+
 def _to_number(value: Any) -> float | int | None:
     if value is None:
         return None
@@ -257,12 +274,20 @@ class AnalyticsService:
         return q.Scope(ctx.project_id, ctx.timezone, include_bots, has)
 
     def _plan(
-        self, scope: q.Scope, start: datetime, end: datetime, split: datetime | None = None
+        self,
+        scope: q.Scope,
+        start: datetime,
+        end: datetime,
+        split: datetime | None = None,
+        *,
+        persons: bool = True,
     ) -> rollups.Plan:
         """Which days of [start, end) a report reads from rollups (after turning new person
-        links into dirty marks), and ask the builder to keep this project's rollups built."""
+        links into dirty marks, for reports that count persons), and ask the builder to keep
+        this project's rollups built."""
         try:
-            self.aliases.sync(scope.project_id)
+            if persons:
+                self.aliases.sync(scope.project_id)
             plan = rollups.plan(self.store, scope, start, end, split=split)
         except EventStoreError as exc:
             raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
@@ -905,21 +930,41 @@ class AnalyticsService:
             "server_error_rate": round(int(row["server_error_count"]) * 100.0 / count, 2)
             if count
             else 0.0,
-            "avg": _num(row["avg"]) if count else None,
-            "p50": _num(quantiles[0]),
-            "p95": _num(quantiles[1]),
-            "p99": _num(quantiles[2]),
+            "avg": _ms(row["avg"]) if count else None,
+            "p50": _ms(quantiles[0]),
+            "p95": _ms(quantiles[1]),
+            "p99": _ms(quantiles[2]),
             "max": _num(row["max"]) if count else None,
         }
         if minutes is not None:
             out["requests_per_minute"] = round(count / minutes, 4)
         return out
 
+    def _api_from_rollups(
+        self, scope: q.Scope, rng: TimeRange, query: ApiMetricsQuery
+    ) -> dict[str, list[dict[str, Any]]] | None:
+        """The summary, endpoint and series rows from API rollups, or None where they can't
+        answer (filters, minute or hour buckets, no clean day in the range)."""
+        if not self.use_rollups or query.filters or rng.interval not in ("day", "week", "month"):
+            return None
+        plan = self._plan(scope, rng.start, rng.end, persons=False)
+        if not plan.clean:
+            return None
+        parts: dict[int, list[dict[str, Any]]] = {0: [], 1: [], 2: []}
+        for row in self._run(rollups.compile_api_metrics(plan, rng.interval, query.sort), "api"):
+            parts[int(row["part"])].append(row)
+        return {
+            "summary": parts[0] or [_NO_REQUESTS],  # no request in the range: no row at all
+            "endpoints": parts[1][: query.limit],
+            "series": parts[2],
+        }
+
     def _api_metrics(self, ctx: ProjectContext, query: ApiMetricsQuery) -> dict[str, Any]:
         scope = q.Scope(ctx.project_id, ctx.timezone, query.include_bots, False)
         rng = self._range(ctx, query, query.interval)
-        compiled = q.compile_api_metrics(scope=scope, rng=rng, query=query)
-        results = self._run_all(compiled)
+        results = self._api_from_rollups(scope, rng, query)
+        if results is None:
+            results = self._run_all(q.compile_api_metrics(scope=scope, rng=rng, query=query))
         summary = self._api_row(results["summary"][0], rng.minutes)
         endpoints = [
             {"method": r["method"], "route": r["route"], **self._api_row(r, rng.minutes)}
@@ -929,22 +974,7 @@ class AnalyticsService:
         step = {"minute": 1.0, "hour": 60.0, "day": 1440.0, "week": 10080.0, "month": 43200.0}
         series = []
         for label in rng.buckets():
-            row = by_bucket.get(label)
-            cell = (
-                self._api_row(row, step[rng.interval])
-                if row
-                else self._api_row(
-                    {
-                        "request_count": 0,
-                        "error_count": 0,
-                        "server_error_count": 0,
-                        "avg": None,
-                        "q": [],
-                        "max": None,
-                    },
-                    step[rng.interval],
-                )
-            )
+            cell = self._api_row(by_bucket.get(label, _NO_REQUESTS), step[rng.interval])
             series.append({"bucket": rng.label_iso(label), **cell})
         return {
             "kind": "api_metrics",

@@ -143,7 +143,14 @@ def iter_event_pages(
 def delete_project_rows(store: EventStore, *, project_id: str) -> None:
     params = {"project_id": project_id}
     _flush_buffers(store)
-    tables = ("events", "person_aliases", "first_seen_data", "rollup_daily", "rollup_builds")
+    tables = (
+        "events",
+        "person_aliases",
+        "first_seen_data",
+        "rollup_daily",
+        "rollup_api_daily",
+        "rollup_builds",
+    )
     for table in (*tables, "rollup_writes_data", "rollup_alias_marks"):
         store.command(f"DELETE FROM {table} WHERE project_id = {{project_id:UUID}}", params)
 

@@ -13,6 +13,7 @@ Rules that hold for every statement built here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -596,7 +597,16 @@ _PERIOD_START = {
 }
 
 
-def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) -> Compiled:
+def compile_retention(
+    *,
+    scope: Scope,
+    rng: TimeRange,
+    query: RetentionQuery,
+    person_days: Callable[[Params], str] | None = None,
+) -> Compiled:
+    """Cohorts by first occurrence and who of them came back on which day. `person_days`
+    (unfiltered, any return event) gives the (day, person) rows of the range, mapped, from
+    rollups where they are clean, instead of reading every event of the range."""
     params = Params()
     start_cond = event_condition(query.start_event, [], params)
     return_cond = event_condition(query.return_event, [], params)
@@ -634,41 +644,46 @@ def compile_retention(*, scope: Scope, rng: TimeRange, query: RetentionQuery) ->
             f"AND (first_ts >= {lo}{linked})"
         )
     first_from, first_person = first_src.mapped(per_id)
-    firsts = (
-        f"SELECT {first_person} AS person, min(i.first_ts) AS first_ts FROM {first_from} "
-        f"GROUP BY person HAVING first_ts >= {lo}"
+    if person_days is not None:
+        acts = f"SELECT person, day FROM {person_days(params)}"
+    else:
+        act_from, act_person = act_src.mapped(
+            act_src.sql("DISTINCT e.distinct_hash AS did, toDate(e.timestamp, {tz:String}) AS day")
+        )
+        acts = f"SELECT {act_person} AS person, i.day AS day FROM {act_from}"
+    # One aggregation by person over both the mapped first occurrences (src 0) and the
+    # activity days (src 1), instead of grouping each and joining them: a person belongs to a
+    # cohort when their first occurrence lies in the range, with the days they were active.
+    per_person = (
+        "SELECT person, minIf(ts, src = 0) AS first_ts, groupUniqArrayIf(day, src = 1) AS days "
+        f"FROM (SELECT {first_person} AS person, i.first_ts AS ts, toDate(0) AS day, 0 AS src "
+        f"FROM {first_from} UNION ALL SELECT person, toDateTime64(0, 3, 'UTC') AS ts, day, "
+        f"1 AS src FROM ({acts})) GROUP BY person "
+        f"HAVING countIf(src = 0) > 0 AND first_ts >= {lo}"
     )
-    act_from, act_person = act_src.mapped(
-        act_src.sql("DISTINCT e.distinct_hash AS did, toDate(e.timestamp, {tz:String}) AS day")
-    )
-    acts = f"SELECT DISTINCT {act_person} AS person, i.day AS day FROM {act_from}"
-    cohort = _PERIOD_START[unit].replace("{x}", "toDate(f.first_ts, {tz:String})")
-    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].replace('{x}', 'a.day')})"
+    first_day = "toDate(first_ts, {tz:String})"
+    cohort = _PERIOD_START[unit].replace("{x}", first_day)
+    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].replace('{x}', 'd')})"
     last_day = params.bind(
         (rng.end - timedelta(milliseconds=1)).astimezone(rng.zone).date().isoformat(), "Date"
     )
-    day_diff = "dateDiff('day', toDate(f.first_ts, {tz:String}), a.day)"
     periods = int(query.periods)
-    # One join of first occurrences with activity days feeds both the cohort table
-    # (grouped by cohort and period) and the day-1/7/30 rates (grouped by day distance).
-    returns = (
-        "SELECT grouping(cohort, period) AS g, cohort, period, dd, "
-        "uniqExact(person) AS persons "
-        f"FROM (SELECT f.person AS person, toString({cohort}) AS cohort, {period} AS period, "
-        f"{day_diff} AS dd FROM ({firsts}) AS f INNER JOIN ({acts}) AS a ON a.person = f.person "
-        "WHERE a.day >= toDate(f.first_ts, {tz:String})) "
-        f"WHERE period BETWEEN 1 AND {periods} OR dd IN (1, 7, 30) "
-        "GROUP BY GROUPING SETS ((cohort, period), (dd))"
+    # One row per person of a cohort with the days they were active, so every figure is a
+    # plain count: the cohort's size, how many could have come back 1/7/30 days later inside
+    # the range (e*) and did (r*), and per period 1..N how many came back.
+    per_person = (
+        f"SELECT toString({cohort}) AS cohort, {first_day} AS fd, days, "
+        f"arrayDistinct(arrayMap(d -> {period}, arrayFilter(d -> d >= fd, days))) AS periods "
+        f"FROM ({per_person})"
     )
-    first_day = "toDate(f.first_ts, {tz:String})"
-    cohorts = (
-        f"SELECT toString({cohort}) AS cohort, count() AS persons, "
-        f"countIf({first_day} + 1 <= {last_day}) AS e1, "
-        f"countIf({first_day} + 7 <= {last_day}) AS e7, "
-        f"countIf({first_day} + 30 <= {last_day}) AS e30 "
-        f"FROM ({firsts}) AS f GROUP BY cohort ORDER BY cohort"
+    eligible = [f"countIf(fd + {n} <= {last_day}) AS e{n}" for n in (1, 7, 30)]
+    returned = [f"countIf(has(days, fd + {n})) AS r{n}" for n in (1, 7, 30)]
+    sql = (
+        f"SELECT cohort, count() AS persons, {', '.join(eligible + returned)}, "
+        f"sumForEach(arrayMap(k -> toUInt64(has(periods, k)), range(1, {periods + 1}))) "
+        f"AS returned FROM ({per_person}) GROUP BY cohort ORDER BY cohort"
     )
-    return Compiled({"returns": returns, "cohorts": cohorts}, params.values)
+    return Compiled({"cohorts": sql}, params.values)
 
 
 # -- active users ----------------------------------------------------------------------------

@@ -71,7 +71,7 @@ SUMMARY_DIMENSIONS = {
 }
 
 # The tables a build writes its rows to (all under one version per day).
-ROLLUP_TABLES = ("rollup_daily", "rollup_api_daily")
+ROLLUP_TABLES = ("rollup_daily", "rollup_api_daily", "rollup_person_days")
 
 # A build records `built_at` this long before it started reading: a write whose mark was
 # taken earlier is surely visible to the build (an insert commits well within it), and a
@@ -358,6 +358,35 @@ def _raw_rows(
     )
 
 
+def _person_day_raw_rows(
+    scope: q.Scope,
+    params: q.Params,
+    *,
+    start: datetime,
+    end: datetime,
+    group_bots: bool,
+    ranges: list[tuple[datetime, datetime]] | None = None,
+    only_days: str | None = None,
+) -> str:
+    """The persons active on each local day of [start, end): day, [is_bot,] person."""
+    src = q.Source(
+        scope,
+        params,
+        None,
+        [],
+        persons=True,
+        join_persons=only_days is None,  # as in _raw_rows
+        start=start,
+        end=end,
+        extra=_narrowing(params, ranges, only_days),
+        include_bots=True if group_bots else None,
+    )
+    bots = "e.is_bot AS is_bot, " if group_bots else ""
+    return src.sql(
+        f"DISTINCT toDate(e.timestamp, {{tz:String}}) AS day, {bots}{src.person_hash} AS person"
+    )
+
+
 # Every `api` event is named `$api_request` (ingest/event.py).
 API_COLUMNS = (
     "day, method, route, requests, errors, server_errors, duration_sum, duration_max, durations"
@@ -498,6 +527,22 @@ class RollupBuilder:
                 settings=_ROLLUP_SETTINGS,
                 connection="rollups",
             )
+            person_days = _person_day_raw_rows(
+                scope,
+                params,
+                start=_day_start(days[0], tz),
+                end=_day_start(days[-1] + timedelta(days=1), tz),
+                group_bots=True,
+                only_days=only,
+            )
+            self.store.command(
+                "INSERT INTO rollup_person_days (project_id, tz, day, version, is_bot, person) "
+                f"SELECT {{project_id:UUID}}, {{tz:String}}, day, {v}, is_bot, person "
+                f"FROM ({person_days})",
+                params.values,
+                settings=_ROLLUP_SETTINGS,
+                connection="rollups",
+            )
             self.store.insert(
                 "rollup_builds",
                 [[project_id, tz, d, version, built_at] for d in days],
@@ -620,10 +665,7 @@ class Plan:
         params.values.setdefault("tz", self.scope.tz)
         parts = []
         if self.clean:
-            pairs = params.bind(
-                [(d.isoformat(), v) for d, v in sorted(self.clean.items())],
-                "Array(Tuple(Date, UInt64))",
-            )
+            pairs = self._pairs(params)
             dim_list = params.bind(dims, "Array(String)")
             cur = "1"
             if cur_start is not None:
@@ -653,21 +695,50 @@ class Plan:
         parts.append(f"SELECT day, toUInt8({cur}) AS cur, dim, value, events, persons FROM ({raw})")
         return "(" + " UNION ALL ".join(parts) + ")"
 
+    def _pairs(self, params: q.Params) -> str:
+        return params.bind(
+            [(d.isoformat(), v) for d, v in sorted(self.clean.items())],
+            "Array(Tuple(Date, UInt64))",
+        )
+
+    def person_days(self, params: q.Params) -> str:
+        """One subquery of (day, person) rows: who was active on each local day of [start,
+        end), persons mapped; a person may appear twice on a day (bots and not, or both
+        halves), so readers count distinct."""
+        params.values.setdefault("project_id", self.scope.project_id)
+        params.values.setdefault("tz", self.scope.tz)
+        parts = []
+        if self.clean:
+            bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
+            parts.append(
+                "SELECT r.day AS day, r.person AS person FROM rollup_person_days AS r "
+                "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
+                f"AND (r.day, r.version) IN {self._pairs(params)} {bots}"
+            )
+        ranges = self.raw_ranges()
+        if ranges:
+            raw = _person_day_raw_rows(
+                self.scope,
+                params,
+                start=ranges[0][0],
+                end=ranges[-1][1],
+                group_bots=False,
+                ranges=ranges if self.clean else None,
+            )
+            parts.append(f"SELECT day, person FROM ({raw})")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
     def api_rows(self, params: q.Params) -> str:
         """One subquery of API rollup rows (`API_COLUMNS`) over [start, end)."""
         params.values.setdefault("project_id", self.scope.project_id)
         params.values.setdefault("tz", self.scope.tz)
         parts = []
         if self.clean:
-            pairs = params.bind(
-                [(d.isoformat(), v) for d, v in sorted(self.clean.items())],
-                "Array(Tuple(Date, UInt64))",
-            )
             bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
             parts.append(
                 f"SELECT {API_COLUMNS} FROM rollup_api_daily AS r "
                 "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND (r.day, r.version) IN {pairs} {bots}"
+                f"AND (r.day, r.version) IN {self._pairs(params)} {bots}"
             )
         ranges = self.raw_ranges()
         if ranges:

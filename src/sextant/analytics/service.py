@@ -711,27 +711,26 @@ class AnalyticsService:
     def _retention(self, ctx: ProjectContext, query: RetentionQuery) -> dict[str, Any]:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, query.interval, default_from="-30d")
-        compiled = q.compile_retention(scope=scope, rng=rng, query=query)
-        results = self._run_all(compiled)
+        person_days = None
+        if self.use_rollups and not query.filters and query.return_event is None:
+            plan = self._plan(scope, rng.start, rng.end)
+            if plan.clean:
+                person_days = plan.person_days
+        compiled = q.compile_retention(scope=scope, rng=rng, query=query, person_days=person_days)
         sizes: dict[str, int] = {}
+        matrix: dict[str, list[int]] = {}
         eligible = {1: 0, 7: 0, 30: 0}
-        for r in results["cohorts"]:
+        rates = {1: 0, 7: 0, 30: 0}
+        for r in self._run(compiled, "cohorts"):
             sizes[r["cohort"]] = int(r["persons"])
+            matrix[r["cohort"]] = [int(v) for v in r["returned"]]
             for n in eligible:
                 eligible[n] += int(r[f"e{n}"])
-        matrix: dict[str, dict[int, int]] = {}
-        rates: dict[int, int] = {}
-        for r in results["returns"]:
-            if int(r["g"]) == 0:
-                if 1 <= int(r["period"]) <= query.periods:
-                    matrix.setdefault(r["cohort"], {})[int(r["period"])] = int(r["persons"])
-            elif int(r["dd"]) in eligible:
-                rates[int(r["dd"])] = int(r["persons"])
+                rates[n] += int(r[f"r{n}"])
         cohorts = []
         for label in rng.buckets():
             size = sizes.get(label, 0)
-            cells = matrix.get(label, {})
-            values = [size] + [cells.get(p, 0) for p in range(1, query.periods + 1)]
+            values = [size, *matrix.get(label, [0] * query.periods)]
             cohorts.append(
                 {
                     "cohort": rng.label_iso(label),

@@ -149,6 +149,7 @@ def delete_project_rows(store: EventStore, *, project_id: str) -> None:
         "first_seen_data",
         "rollup_daily",
         "rollup_api_daily",
+        "rollup_person_days",
         "rollup_builds",
     )
     for table in (*tables, "rollup_writes_data", "rollup_alias_marks"):

@@ -23,7 +23,21 @@ ENGINE = MergeTree
 ORDER BY (project_id, tz, day, method, route)
 SETTINGS index_granularity = 256;
 
--- Days built before this table existed have no API rows: every hour counts as written now,
--- so those days are read raw until the builder has rebuilt them with their API rows.
+-- The persons active on each local day (one row per person, by the person mapping of the
+-- build): retention reads who came back on a clean day from here instead of every event.
+CREATE TABLE IF NOT EXISTS rollup_person_days
+(
+    project_id  UUID,
+    tz          LowCardinality(String),
+    day         Date,
+    version     UInt64,
+    is_bot      UInt8,
+    person      UInt64
+)
+ENGINE = MergeTree
+ORDER BY (project_id, tz, day, is_bot, person);
+
+-- Days built before these tables existed have no rows in them: every hour counts as written now,
+-- so those days are read raw until the builder has rebuilt them.
 INSERT INTO rollup_writes_data (project_id, hour, written_at)
 SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes GROUP BY project_id, hour;

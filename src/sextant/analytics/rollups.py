@@ -80,6 +80,8 @@ BUILD_MARGIN = timedelta(seconds=30)
 # Person links stored this long before a sync are looked at again by the next one: an insert
 # takes its time from the clock before it becomes visible.
 ALIAS_MARGIN = timedelta(seconds=10)
+# How far the stored link mark trails before it is moved on.
+ALIAS_MARK_STEP = timedelta(seconds=60)
 _ROLLUP_SETTINGS = {"do_not_merge_across_partitions_select_final": 1, "join_use_nulls": 0}
 
 
@@ -182,8 +184,10 @@ class AliasMarks:
 
     Links are found by `inserted_at` (the store's clock). `marked_to` (kept in
     `rollup_alias_marks`) says every link stored before it was handled; it trails the sync by
-    `ALIAS_MARGIN`, so a link whose insert became visible late is still found, and the links
-    of that margin that were already handled are remembered here and skipped.
+    at least `ALIAS_MARGIN`, so a link whose insert became visible late is still found, and
+    moves on in steps of `ALIAS_MARK_STEP`; the links after it that were already handled are
+    remembered here and skipped. (Another worker may mark such a link again: at worst a day
+    is rebuilt once more.)
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -196,23 +200,24 @@ class AliasMarks:
         with self._lock:
             state = self._state.setdefault(project_id, _AliasState())
             params: dict[str, Any] = {"project_id": project_id}
+            params["local"] = _ts(state.marked_to or datetime(1970, 1, 1))
+            # One statement (an aggregate without GROUP BY always answers one row): the
+            # store's clock, the stored mark and the links stored since the later of both marks.
+            stored_mark = (
+                "(SELECT max(marked_to) FROM rollup_alias_marks "
+                "WHERE project_id = {project_id:UUID})"
+            )
+            since = f"greatest({stored_mark}, {{local:DateTime64(3, 'UTC')}})"
             found = self.store.query(
-                "SELECT now64(3, 'UTC'), (SELECT max(marked_to) FROM rollup_alias_marks "
-                "WHERE project_id = {project_id:UUID})",
+                f"SELECT now64(3, 'UTC'), {stored_mark}, groupArray((distinct_id, inserted_at)) "
+                f"FROM person_aliases WHERE project_id = {{project_id:UUID}} "
+                f"AND inserted_at >= {since}",
                 params,
                 connection=connection,
             ).rows[0]
             now, stored = _naive(found[0]), _naive(found[1])
             marked_to = max(state.marked_to or stored, stored)
-            params["since"] = _ts(marked_to)
-            rows = self.store.query(
-                "SELECT distinct_id, inserted_at FROM person_aliases "
-                "WHERE project_id = {project_id:UUID} "
-                "AND inserted_at >= {since:DateTime64(3, 'UTC')}",
-                params,
-                connection=connection,
-            ).rows
-            new = [(str(r[0]), r[1]) for r in rows if (str(r[0]), r[1]) not in state.seen]
+            new = [(str(r[0]), r[1]) for r in found[2] if (str(r[0]), r[1]) not in state.seen]
             if new:
                 built = self.store.query(
                     "SELECT count() FROM rollup_builds WHERE project_id = {project_id:UUID}",
@@ -233,7 +238,9 @@ class AliasMarks:
                         connection=connection,
                     )
             horizon = now - ALIAS_MARGIN
-            if horizon > marked_to:
+            # The mark moves on in steps (a part per report would be written otherwise); links
+            # after it that were handled are remembered in `seen` until it passes them.
+            if horizon - marked_to >= ALIAS_MARK_STEP:
                 self.store.command(
                     "INSERT INTO rollup_alias_marks (project_id, marked_to) "
                     "VALUES ({project_id:UUID}, {to:DateTime64(3, 'UTC')})",
@@ -242,7 +249,7 @@ class AliasMarks:
                 )
                 marked_to = horizon
             state.marked_to = marked_to
-            state.seen = {k for k in state.seen | set(new) if _naive(k[1]) >= horizon}
+            state.seen = {k for k in state.seen | set(new) if _naive(k[1]) >= marked_to}
             return len(new)
 
 

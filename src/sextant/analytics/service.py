@@ -178,6 +178,7 @@ class AnalyticsService:
         self.use_rollups = use_rollups
         self.scheduler = scheduler
         self.aliases = scheduler.builder.aliases if scheduler else rollups.AliasMarks(store)
+        self._linked: set[str] = set()  # projects known to have person links
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -268,9 +269,14 @@ class AnalyticsService:
         return {name: future.result() for name, future in futures.items()}
 
     def _scope(self, ctx: ProjectContext, include_bots: bool = False) -> q.Scope:
-        # Skipping the person join when a project has no aliases changes no answer.
-        compiled = q.compile_has_aliases(project_id=ctx.project_id)
-        has = bool(self._scalar_of(compiled, "has"))
+        # Skipping the person join when a project has no aliases changes no answer. Once a
+        # project has links it is taken to keep them (joining with none left is still right).
+        has = ctx.project_id in self._linked
+        if not has:
+            compiled = q.compile_has_aliases(project_id=ctx.project_id)
+            has = bool(self._scalar_of(compiled, "has"))
+            if has:
+                self._linked.add(ctx.project_id)
         return q.Scope(ctx.project_id, ctx.timezone, include_bots, has)
 
     def _plan(

@@ -8,7 +8,7 @@ reading raw events only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -85,6 +85,9 @@ def _fill(d: Any) -> None:
                 duration_ms=round(12.5 + (n * 37 + day * 11) % 90 * 1.25, 2),
                 is_bot=1 if n == 3 else 0,
             )
+    # The morning of "today" (NOW is noon): its whole hours come from hourly rollups.
+    d.track("$pageview", "v5", "2026-11-20 08:10:00", browser="Safari", path="/docs")
+    d.track("signup", "v7", "2026-11-20 10:59:59", browser="Chrome")
     # v1 and v2 turn out to be one person (linked before the build).
     d.alias("v1", "user-1")
     d.alias("v2", "user-1")
@@ -135,6 +138,10 @@ def test_rollups_answer_what_raw_events_answer(dataset: Factory, tz: str) -> Non
     assert result.days >= 14
     assert result.rows > 0
     assert _clean_days(d) >= 13  # the days wholly inside November 1-20 with events
+    # A range starting and ending inside built days reads their whole hours from hourly rows.
+    scope = q.Scope(d.project_id, d.ctx.timezone, False, True)
+    edges = rollups.plan(d.store, scope, datetime(2026, 11, 10, 15, 30, tzinfo=UTC), NOW)
+    assert {h.date() for h, _, _ in edges.hours()} >= {date(2026, 11, 10), date(2026, 11, 20)}
     assert _answers(d, d.service) == _answers(d, _raw(d)) == before
     assert _build(d).days == 0  # nothing written since: nothing to rebuild
 
@@ -266,17 +273,20 @@ def test_reports_read_the_rollup_of_a_clean_day(dataset: Factory) -> None:
         {"kind": "retention", "date_from": "-14d", "periods": 5},
         {"kind": "trends", "interval": "day", "date_from": "-14d", "series": [{}]},
     ]
-    before = [_strip(d.query(body)) for body in reports]
+    summary = SummaryQuery(date_from="-14d")  # reads the whole week of Nov 9-15 merged
+    assert d.store.query("SELECT count() FROM rollup_weekly WHERE week = '2026-11-09'").scalar()
+    before = [_strip(d.query(body)) for body in reports] + [_strip(d.run(summary))]
     params = {"p": d.project_id}
     gone = "project_id = {p:UUID} AND toDate(timestamp) = '2026-11-12'"
     n = d.store.query(f"SELECT count() FROM events WHERE {gone}", params).scalar()
     assert n > 0
     d.store.command(f"DELETE FROM events WHERE {gone}", params)
-    assert [_strip(d.query(body)) for body in reports] == before
+    assert [_strip(d.query(body)) for body in reports] + [_strip(d.run(summary))] == before
     raw = [_strip(_raw(d).execute(d.ctx, _model(body))) for body in reports]
-    assert raw != before
+    raw.append(_strip(_raw(d).execute(d.ctx, summary)))
+    assert all(a != b for a, b in zip(raw, before, strict=True))
     rollups.mark_all_written(d.store, d.project_id)
-    assert [_strip(d.query(body)) for body in reports] == raw
+    assert [_strip(d.query(body)) for body in reports] + [_strip(d.run(summary))] == raw
 
 
 def _strip(answer: dict[str, Any]) -> dict[str, Any]:

@@ -96,20 +96,20 @@ class Compiled:
     settings: dict[str, Any] = field(default_factory=lambda: dict(QUERY_SETTINGS))
 
 
-# The latest person of every aliased distinct id of the project.
-ALIASES = (
-    "SELECT distinct_id, argMax(person_id, updated_at) AS person_id FROM person_aliases "
-    "WHERE project_id = {project_id:UUID} GROUP BY distinct_id"
-)
+# The latest person of every aliased distinct id of the project. `person_aliases` is a
+# ReplacingMergeTree on (project, distinct id) by `updated_at`: FINAL keeps each id's latest
+# link (as argMax would), in a quarter of the time of grouping the ids (10M demo, 150k links:
+# 13 vs 50 ms, paid by every statement that maps persons). WHERE applies after FINAL.
+_LATEST_LINKS = "person_aliases FINAL WHERE project_id = {project_id:UUID}"
+ALIASES = f"SELECT distinct_id, person_id FROM {_LATEST_LINKS}"
 
 # The same mapping as two parallel arrays (distinct-id hash -> person hash) in one scalar
 # subquery: ClickHouse evaluates it once per statement, and `transform` over constant arrays
 # looks each row up in a hash table built once, far cheaper than a hash JOIN (which also
 # stops the time and project filters from being applied while reading).
 ALIAS_MAP = (
-    "(SELECT (groupArray(h), groupArray(ph)) FROM (SELECT cityHash64(distinct_id) AS h, "
-    "argMax(person_id, updated_at) AS pid, cityHash64(pid) AS ph FROM person_aliases "
-    "WHERE project_id = {project_id:UUID} GROUP BY distinct_id HAVING pid != ''))"
+    "(SELECT (groupArray(cityHash64(distinct_id)), groupArray(cityHash64(person_id))) "
+    f"FROM {_LATEST_LINKS} AND person_id != '')"
 )
 
 
@@ -118,9 +118,8 @@ ALIAS_MAP = (
 # retention 2.1 -> 1.3 s at 10M demo events) or few rows are read; `transform` stays ahead
 # for whole-range scans that only count persons (summary, trends, rollup builds).
 PERSON_JOIN = (
-    "(SELECT cityHash64(distinct_id) AS h, argMax(person_id, updated_at) AS pid, "
-    "cityHash64(pid) AS ph FROM person_aliases WHERE project_id = {project_id:UUID} "
-    "GROUP BY distinct_id HAVING pid != '')"
+    "(SELECT cityHash64(distinct_id) AS h, cityHash64(person_id) AS ph "
+    f"FROM {_LATEST_LINKS} AND person_id != '')"
 )
 
 

@@ -23,6 +23,7 @@ one pass per project, with the person mapping of that moment.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -71,7 +72,7 @@ SUMMARY_DIMENSIONS = {
 }
 
 # The tables a build writes its rows to (all under one version per day).
-ROLLUP_TABLES = ("rollup_daily", "rollup_api_daily", "rollup_person_days")
+ROLLUP_TABLES = ("rollup_daily", "rollup_hourly", "rollup_api_daily", "rollup_person_days")
 
 # A build records `built_at` this long before it started reading: a write whose mark was
 # taken earlier is surely visible to the build (an insert commits well within it), and a
@@ -124,6 +125,28 @@ def local_days(start: datetime, end: datetime, tz: str) -> list[date]:
 
 def _day_start(day: date, tz: str) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(UTC)
+
+
+def week_key(days: list[tuple[date, int]]) -> int:
+    """The identity of the seven day builds a week was merged from (a 64-bit hash)."""
+    text = ",".join(f"{day.isoformat()}:{version}" for day, version in days)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def whole_weeks(clean: dict[date, int], split_day: date | None = None) -> dict[date, int]:
+    """{Monday: key} of the weeks whose seven days are all in `clean`, none straddling
+    `split_day` (the first day of the current period)."""
+    weeks = {}
+    for monday in clean:
+        if monday.weekday() != 0:
+            continue
+        days = [monday + timedelta(days=i) for i in range(7)]
+        if not all(d in clean for d in days):
+            continue
+        if split_day is not None and monday < split_day <= days[-1]:
+            continue
+        weeks[monday] = week_key([(d, clean[d]) for d in days])
+    return weeks
 
 
 # -- which days are clean ----------------------------------------------------------------------
@@ -325,9 +348,10 @@ def _raw_rows(
     ranges: list[tuple[datetime, datetime]] | None = None,
     only_days: str | None = None,
     cur_start: datetime | None = None,
+    hourly: bool = False,
 ) -> str:
-    """Raw events of [start, end) as rollup rows: day, [cur,] [is_bot,] dim, value, events,
-    persons (sketch state)."""
+    """Raw events of [start, end) as rollup rows: day, [hour,] [cur,] [is_bot,] dim, value,
+    events, persons (sketch state)."""
     extra = _narrowing(params, ranges, only_days)
     whole_days = only_days is not None
     src = q.Source(
@@ -345,6 +369,9 @@ def _raw_rows(
     )
     cols = ["toDate(e.timestamp, {tz:String}) AS day"]
     keys = ["day"]
+    if hourly:
+        cols.append("toStartOfHour(e.timestamp) AS hour")
+        keys.append("hour")
     if cur_start is not None:
         cols.append(f"e.timestamp >= {params.bind(_ts(cur_start), q.UTC64)} AS cur")
         keys.append("cur")
@@ -365,6 +392,51 @@ def _raw_rows(
     )
 
 
+def _mapped_raw_rows(
+    scope: q.Scope,
+    params: q.Params,
+    *,
+    start: datetime,
+    end: datetime,
+    group_bots: bool,
+    extra: list[str],
+    whole_days: bool,
+    keys: list[tuple[str, str]],
+    aggregates: list[tuple[str, str]],
+    outer: dict[str, str] | None = None,
+) -> str:
+    """Raw events grouped by `keys` and distinct id first, then mapped to persons: the
+    mapping looks up one row per (keys, id) instead of every event (and a JOIN on the
+    events themselves would keep their filters from being applied while reading).
+    Columns: keys, [is_bot,] person, aggregates (optionally wrapped by `outer[name]`)."""
+    src = q.Source(
+        scope,
+        params,
+        None,
+        [],
+        # A whole-day build maps millions of ids: the alias arrays map them faster.
+        join_persons=not whole_days,
+        start=start,
+        end=end,
+        extra=extra,
+        include_bots=True if group_bots else None,
+    )
+    key_cols = [
+        *keys,
+        *([("is_bot", "e.is_bot")] if group_bots else []),
+        ("did", "e.distinct_hash"),
+    ]
+    inner = src.sql(
+        ", ".join(f"{expr} AS {name}" for name, expr in key_cols + aggregates),
+        "GROUP BY " + ", ".join(name for name, _ in key_cols),
+    )
+    from_, person = src.mapped(inner)
+    wrap = outer or {}
+    cols = [f"i.{name} AS {name}" for name, _ in key_cols[:-1]] + [f"{person} AS person"]
+    cols += [f"{wrap.get(name, '{}').format(f'i.{name}')} AS {name}" for name, _ in aggregates]
+    return f"SELECT {', '.join(cols)} FROM {from_}"
+
+
 def _person_day_raw_rows(
     scope: q.Scope,
     params: q.Params,
@@ -375,22 +447,18 @@ def _person_day_raw_rows(
     ranges: list[tuple[datetime, datetime]] | None = None,
     only_days: str | None = None,
 ) -> str:
-    """The persons active on each local day of [start, end): day, [is_bot,] person."""
-    src = q.Source(
+    """The persons active on each local day of [start, end): day, [is_bot,] person (a person
+    may appear once per linked id)."""
+    return _mapped_raw_rows(
         scope,
         params,
-        None,
-        [],
-        persons=True,
-        join_persons=only_days is None,  # as in _raw_rows
         start=start,
         end=end,
+        group_bots=group_bots,
         extra=_narrowing(params, ranges, only_days),
-        include_bots=True if group_bots else None,
-    )
-    bots = "e.is_bot AS is_bot, " if group_bots else ""
-    return src.sql(
-        f"DISTINCT toDate(e.timestamp, {{tz:String}}) AS day, {bots}{src.person_hash} AS person"
+        whole_days=only_days is not None,
+        keys=[("day", "toDate(e.timestamp, {tz:String})")],
+        aggregates=[],
     )
 
 
@@ -508,12 +576,24 @@ class RollupBuilder:
                 dims=ALL_DIMENSIONS,
                 group_bots=True,
                 only_days=only,
+                hourly=True,
             )
             v = params.bind(version, "UInt64")
+            # One pass over the events makes the hours; the days are merged from them.
+            self.store.command(
+                "INSERT INTO rollup_hourly (project_id, tz, day, version, hour, is_bot, dim, "
+                f"value, events, persons) SELECT {{project_id:UUID}}, {{tz:String}}, day, {v}, "
+                f"hour, is_bot, dim, value, events, persons FROM ({rows})",
+                params.values,
+                settings=_ROLLUP_SETTINGS,
+                connection="rollups",
+            )
             self.store.command(
                 "INSERT INTO rollup_daily (project_id, tz, day, version, is_bot, dim, value, "
-                f"events, persons) SELECT {{project_id:UUID}}, {{tz:String}}, day, {v}, "
-                f"is_bot, dim, value, events, persons FROM ({rows})",
+                f"events, persons) SELECT project_id, tz, day, version, is_bot, dim, value, "
+                f"sum(events), {HLL_MERGE_STATE}(persons) FROM rollup_hourly "
+                f"WHERE project_id = {{project_id:UUID}} AND tz = {{tz:String}} AND version = {v} "
+                "GROUP BY project_id, tz, day, version, is_bot, dim, value",
                 params.values,
                 settings=_ROLLUP_SETTINGS,
                 connection="rollups",
@@ -563,6 +643,7 @@ class RollupBuilder:
                     {"project_id": project_id, "tz": tz, "days": days, "v": version},
                     connection="rollups",
                 )
+            self._build_weeks(scope, days)
             count = self.store.query(
                 "SELECT count() FROM rollup_daily WHERE project_id = {project_id:UUID} "
                 "AND tz = {tz:String} AND version = {v:UInt64}",
@@ -579,6 +660,44 @@ class RollupBuilder:
                 seconds=round(result.seconds, 3),
             )
             return result
+
+    def _build_weeks(self, scope: q.Scope, days: list[date]) -> None:
+        """Merge the weeks of the rebuilt days whose seven days are now all clean."""
+        mondays = sorted({d - timedelta(days=d.weekday()) for d in days})
+        week_days = [m + timedelta(days=i) for m in mondays for i in range(7)]
+        clean = clean_days(self.store, scope, week_days)
+        weeks = whole_weeks(clean)
+        if not weeks:
+            return
+        pairs = [
+            (d.isoformat(), clean[d]) for m in weeks for d in (m + timedelta(i) for i in range(7))
+        ]
+        params = {
+            "project_id": scope.project_id,
+            "tz": scope.tz,
+            "pairs": pairs,
+            "mondays": list(weeks),
+            "keys": list(weeks.values()),
+        }
+        self.store.command(
+            "INSERT INTO rollup_weekly (project_id, tz, week, key, is_bot, dim, value, events, "
+            "persons) SELECT {project_id:UUID}, {tz:String}, toMonday(day) AS monday, "
+            "transform(monday, {mondays:Array(Date)}, {keys:Array(UInt64)}, toUInt64(0)), "
+            f"is_bot, dim, value, sum(events), {HLL_MERGE_STATE}(persons) FROM rollup_daily "
+            "WHERE project_id = {project_id:UUID} AND tz = {tz:String} "
+            "AND (day, version) IN {pairs:Array(Tuple(Date, UInt64))} "
+            "GROUP BY monday, is_bot, dim, value",
+            params,
+            settings=_ROLLUP_SETTINGS,
+            connection="rollups",
+        )
+        # Merges of earlier builds of these weeks are never read again.
+        self.store.command(
+            "DELETE FROM rollup_weekly WHERE project_id = {project_id:UUID} AND tz = {tz:String} "
+            "AND week IN {mondays:Array(Date)} AND key NOT IN {keys:Array(UInt64)}",
+            params,
+            connection="rollups",
+        )
 
 
 class RollupScheduler:
@@ -646,16 +765,38 @@ class Plan:
     start: datetime
     end: datetime
     clean: dict[date, int]
+    split_day: date | None = None  # the first local day of the current period
+    # Clean days the range starts or ends inside: their whole hours in the range can come
+    # from `rollup_hourly`.
+    edges: dict[date, int] = field(default_factory=dict)
 
-    def raw_ranges(self) -> list[tuple[datetime, datetime]]:
-        """The stretches of [start, end) that no clean rollup day covers, in order."""
+    def hours(self) -> list[tuple[datetime, date, int]]:
+        """(hour, local day, version) of the hours of clean edge days that lie wholly inside
+        both the range and their day (a half-hour zone's day starts inside a UTC hour)."""
+        out = []
+        for day, version in sorted(self.edges.items()):
+            lo = max(self.start, _day_start(day, self.scope.tz))
+            hi = min(self.end, _day_start(day + timedelta(days=1), self.scope.tz))
+            hour = lo.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            if hour < lo:
+                hour += timedelta(hours=1)
+            while hour + timedelta(hours=1) <= hi:
+                out.append((hour, day, version))
+                hour += timedelta(hours=1)
+        return out
+
+    def raw_ranges(self, *, hours: bool = False) -> list[tuple[datetime, datetime]]:
+        """The stretches of [start, end) that no clean rollup day (and with `hours`, no
+        rollup hour) covers, in order."""
+        covered = [
+            (_day_start(day, self.scope.tz), _day_start(day + timedelta(days=1), self.scope.tz))
+            for day in self.clean
+        ]
+        if hours:
+            covered += [(h, h + timedelta(hours=1)) for h, _, _ in self.hours()]
         out: list[tuple[datetime, datetime]] = []
         cursor = self.start
-        for day in sorted(self.clean):
-            lo, hi = (
-                _day_start(day, self.scope.tz),
-                _day_start(day + timedelta(days=1), self.scope.tz),
-            )
+        for lo, hi in sorted(covered):
             if lo > cursor:
                 out.append((cursor, lo))
             cursor = max(cursor, hi)
@@ -664,30 +805,64 @@ class Plan:
         return out
 
     def rows(
-        self, params: q.Params, dims: Iterable[str], *, cur_start: datetime | None = None
+        self,
+        params: q.Params,
+        dims: Iterable[str],
+        *,
+        cur_start: datetime | None = None,
+        weeks: bool = False,
     ) -> str:
-        """One subquery of (day, cur, dim, value, events, persons) rows over [start, end)."""
+        """One subquery of (day, cur, dim, value, events, persons) rows over [start, end).
+        With `weeks` (for readers that need no finer day than the week), whole clean weeks
+        come from `rollup_weekly` as one row per value dated on their Monday."""
         dims = list(dims)
         params.values.setdefault("project_id", self.scope.project_id)
         params.values.setdefault("tz", self.scope.tz)
         parts = []
-        if self.clean:
-            pairs = self._pairs(params)
-            dim_list = params.bind(dims, "Array(String)")
+        whole = whole_weeks(self.clean, self.split_day) if weeks else {}
+        covered = {m + timedelta(days=i) for m in whole for i in range(7)}
+        daily = {d: v for d, v in self.clean.items() if d not in covered}
+        dim_list = params.bind(dims, "Array(String)")
+        first = None
+        if cur_start is not None:
+            first = params.bind(
+                cur_start.astimezone(zone(self.scope.tz)).date().isoformat(), "Date"
+            )
+        bots = "" if self.scope.include_bots else "AND r.is_bot = 0 "
+        for table, column, wanted in (
+            ("rollup_weekly", "week", [(m.isoformat(), k) for m, k in sorted(whole.items())]),
+            ("rollup_daily", "day", [(d.isoformat(), v) for d, v in sorted(daily.items())]),
+        ):
+            if not wanted:
+                continue
+            version = "key" if table == "rollup_weekly" else "version"
+            pairs = params.bind(wanted, "Array(Tuple(Date, UInt64))")
+            cur = "1" if first is None else f"r.{column} >= {first}"
+            parts.append(
+                f"SELECT r.{column} AS day, toUInt8({cur}) AS cur, r.dim AS dim, "
+                f"r.value AS value, r.events AS events, r.persons AS persons FROM {table} AS r "
+                "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
+                f"AND (r.{column}, r.{version}) IN {pairs} AND r.dim IN {dim_list} {bots}"
+            )
+        hours = self.hours()
+        if hours:
             cur = "1"
             if cur_start is not None:
-                first = cur_start.astimezone(zone(self.scope.tz)).date().isoformat()
-                cur = f"r.day >= {params.bind(first, 'Date')}"
-            bots = "" if self.scope.include_bots else "AND r.is_bot = 0 "
+                cur = f"r.hour >= {params.bind(_ts(cur_start), q.UTC64)}"
+            pairs = params.bind(
+                sorted({(d.isoformat(), v) for _, d, v in hours}), "Array(Tuple(Date, UInt64))"
+            )
+            wanted_hours = params.bind([_ts(h)[:19] for h, _, _ in hours], "Array(DateTime('UTC'))")
             parts.append(
                 f"SELECT r.day AS day, toUInt8({cur}) AS cur, r.dim AS dim, r.value AS value, "
-                "r.events AS events, r.persons AS persons FROM rollup_daily AS r "
+                "r.events AS events, r.persons AS persons FROM rollup_hourly AS r "
                 "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND (r.day, r.version) IN {pairs} AND r.dim IN {dim_list} {bots}"
+                f"AND (r.day, r.version) IN {pairs} AND r.hour IN {wanted_hours} "
+                f"AND r.dim IN {dim_list} {bots}"
             )
-        ranges = self.raw_ranges()
+        ranges = self.raw_ranges(hours=True)
         if not ranges:
-            return "(" + parts[0] + ")"
+            return "(" + " UNION ALL ".join(parts) + ")"
         raw = _raw_rows(
             self.scope,
             params,
@@ -695,7 +870,7 @@ class Plan:
             end=ranges[-1][1],
             dims=dims,
             group_bots=False,
-            ranges=ranges if self.clean else None,
+            ranges=ranges if (self.clean or hours) else None,
             cur_start=cur_start,
         )
         cur = "1" if cur_start is None else "cur"
@@ -771,16 +946,33 @@ def plan(
 ) -> Plan:
     """Rollup days for [start, end); with `split` (where the current period starts), no
     rollup day straddles it, so every rollup row belongs wholly to one period."""
+    split_day = None
     if split is not None and start < split < end:
         days = local_days(start, split, scope.tz) + local_days(split, end, scope.tz)
+        split_day = split.astimezone(zone(scope.tz)).date()
     else:
         days = local_days(start, end, scope.tz)
-    return Plan(scope, start, end, clean_days(store, scope, days))
+    # The days the range starts or ends inside (not whole, so not in `days`).
+    local = zone(scope.tz)
+    edges = {
+        start.astimezone(local).date(),
+        (end - timedelta(microseconds=1)).astimezone(local).date(),
+    }
+    edges -= set(days)
+    clean = clean_days(store, scope, days + sorted(edges))
+    return Plan(
+        scope,
+        start,
+        end,
+        {d: v for d, v in clean.items() if d not in edges},
+        split_day,
+        {d: v for d, v in clean.items() if d in edges},
+    )
 
 
 def compile_summary(p: Plan, rng: TimeRange) -> q.Compiled:
     params = q.Params()
-    rows = p.rows(params, ["", *SUMMARY_DIMENSIONS.values()], cur_start=rng.start)
+    rows = p.rows(params, ["", *SUMMARY_DIMENSIONS.values()], cur_start=rng.start, weeks=True)
     sql = (
         f"SELECT cur, dim, value, sum(events) AS events, {HLL_MERGE}(persons) AS persons "
         f"FROM {rows} GROUP BY cur, dim, value"
@@ -802,7 +994,7 @@ def compile_trends(p: Plan, interval: str, events: list[str | None]) -> q.Compil
     params = q.Params()
     names = sorted({e for e in events if e is not None})
     dims = ([""] if None in events else []) + (["event"] if names else [])
-    rows = p.rows(params, dims)
+    rows = p.rows(params, dims, weeks=interval == "week")
     wanted = ""
     if names:
         wanted = f"WHERE dim = '' OR value IN {params.bind(names, 'Array(String)')}"
@@ -818,7 +1010,7 @@ def compile_breakdown(p: Plan, rng: TimeRange, dim: str, limit: int) -> q.Compil
     """Events and persons of the top `limit` values of this period, the rest as "$other",
     for both periods, in one statement (persons of the rest are merged, not added)."""
     params = q.Params()
-    rows = p.rows(params, [dim], cur_start=rng.start)
+    rows = p.rows(params, [dim], cur_start=rng.start, weeks=True)
     per_value = (
         f"SELECT cur, value, sum(events) AS events, {HLL_MERGE_STATE}(persons) AS s "
         f"FROM {rows} GROUP BY cur, value"

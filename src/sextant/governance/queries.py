@@ -150,6 +150,8 @@ def delete_project_rows(store: EventStore, *, project_id: str) -> None:
         "rollup_daily",
         "rollup_api_daily",
         "rollup_person_days",
+        "rollup_weekly",
+        "rollup_hourly",
         "rollup_builds",
     )
     for table in (*tables, "rollup_writes_data", "rollup_alias_marks"):

@@ -568,68 +568,50 @@ class RollupBuilder:
             params.values["project_id"] = project_id
             params.values["tz"] = tz
             only = params.bind([d.isoformat() for d in days], "Array(Date)")
-            rows = _raw_rows(
-                scope,
-                params,
-                start=_day_start(days[0], tz),
-                end=_day_start(days[-1] + timedelta(days=1), tz),
-                dims=ALL_DIMENSIONS,
-                group_bots=True,
-                only_days=only,
-                hourly=True,
-            )
+            span: dict[str, Any] = {
+                "start": _day_start(days[0], tz),
+                "end": _day_start(days[-1] + timedelta(days=1), tz),
+                "group_bots": True,
+                "only_days": only,
+            }
             v = params.bind(version, "UInt64")
+
+            def run(sql: str) -> None:
+                self.store.command(
+                    sql, params.values, settings=_ROLLUP_SETTINGS, connection="rollups"
+                )
+
             # One pass over the events makes the hours; the days are merged from them.
-            self.store.command(
-                "INSERT INTO rollup_hourly (project_id, tz, day, version, hour, is_bot, dim, "
-                f"value, events, persons) SELECT {{project_id:UUID}}, {{tz:String}}, day, {v}, "
-                f"hour, is_bot, dim, value, events, persons FROM ({rows})",
-                params.values,
-                settings=_ROLLUP_SETTINGS,
-                connection="rollups",
-            )
-            self.store.command(
-                "INSERT INTO rollup_daily (project_id, tz, day, version, is_bot, dim, value, "
-                f"events, persons) SELECT project_id, tz, day, version, is_bot, dim, value, "
-                f"sum(events), {HLL_MERGE_STATE}(persons) FROM rollup_hourly "
-                f"WHERE project_id = {{project_id:UUID}} AND tz = {{tz:String}} AND version = {v} "
-                "GROUP BY project_id, tz, day, version, is_bot, dim, value",
-                params.values,
-                settings=_ROLLUP_SETTINGS,
-                connection="rollups",
-            )
-            api_rows = _api_raw_rows(
-                scope,
-                params,
-                start=_day_start(days[0], tz),
-                end=_day_start(days[-1] + timedelta(days=1), tz),
-                group_bots=True,
-                only_days=only,
-            )
-            self.store.command(
-                f"INSERT INTO rollup_api_daily (project_id, tz, version, is_bot, {API_COLUMNS}) "
-                f"SELECT {{project_id:UUID}}, {{tz:String}}, {v}, is_bot, {API_COLUMNS} "
-                f"FROM ({api_rows})",
-                params.values,
-                settings=_ROLLUP_SETTINGS,
-                connection="rollups",
-            )
-            person_days = _person_day_raw_rows(
-                scope,
-                params,
-                start=_day_start(days[0], tz),
-                end=_day_start(days[-1] + timedelta(days=1), tz),
-                group_bots=True,
-                only_days=only,
-            )
-            self.store.command(
-                "INSERT INTO rollup_person_days (project_id, tz, day, version, is_bot, person) "
-                f"SELECT {{project_id:UUID}}, {{tz:String}}, day, {v}, is_bot, person "
-                f"FROM ({person_days})",
-                params.values,
-                settings=_ROLLUP_SETTINGS,
-                connection="rollups",
-            )
+            for table, columns, rows in (
+                (
+                    "rollup_hourly",
+                    "day, hour, is_bot, dim, value, events, persons",
+                    _raw_rows(scope, params, dims=ALL_DIMENSIONS, hourly=True, **span),
+                ),
+                (
+                    "rollup_api_daily",
+                    f"is_bot, {API_COLUMNS}",
+                    _api_raw_rows(scope, params, **span),
+                ),
+                (
+                    "rollup_person_days",
+                    "day, is_bot, person",
+                    _person_day_raw_rows(scope, params, **span),
+                ),
+            ):
+                run(
+                    f"INSERT INTO {table} (project_id, tz, version, {columns}) "
+                    f"SELECT {{project_id:UUID}}, {{tz:String}}, {v}, {columns} FROM ({rows})"
+                )
+                if table == "rollup_hourly":
+                    run(
+                        "INSERT INTO rollup_daily (project_id, tz, day, version, is_bot, dim, "
+                        f"value, events, persons) SELECT project_id, tz, day, version, is_bot, "
+                        f"dim, value, sum(events), {HLL_MERGE_STATE}(persons) FROM rollup_hourly "
+                        f"WHERE project_id = {{project_id:UUID}} AND tz = {{tz:String}} "
+                        f"AND version = {v} "
+                        "GROUP BY project_id, tz, day, version, is_bot, dim, value"
+                    )
             self.store.insert(
                 "rollup_builds",
                 [[project_id, tz, d, version, built_at] for d in days],

@@ -49,20 +49,6 @@ REPORTS: list[dict[str, Any]] = [
     {"kind": "api_metrics", "interval": "day", "date_from": "-14d"},
     {"kind": "api_metrics", "interval": "week", "date_from": "-30d", "sort": "p95", "limit": 2},
     {"kind": "api_metrics", "interval": "day", "date_from": "-7d", "include_bots": True},
-    {"kind": "funnel", "date_from": "-14d", "steps": [{"event": "$pageview"}, {"event": "signup"}]},
-    {
-        "kind": "funnel",
-        "date_from": "2026-11-09T10:00:00",
-        "window_seconds": 3 * 3600,
-        "include_bots": True,
-        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "$pageview"}],
-    },
-    {
-        "kind": "funnel",
-        "date_from": "-30d",
-        "window_seconds": 2 * 86400,
-        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "$api_request"}],
-    },
 ]
 
 
@@ -305,53 +291,3 @@ def test_reports_read_the_rollup_of_a_clean_day(dataset: Factory) -> None:
 
 def _strip(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k not in ("generated_at", "cached")}
-
-
-def test_funnels_from_person_event_rollups(dataset: Factory) -> None:
-    """The rollup funnel keeps of each person's step-1 events only the first and the latest
-    before each step-2 event; worked out by hand, and the same as windowFunnel over raw
-    events: across days, ties, linked ids, today's raw hours and bots."""
-    d = dataset("UTC")
-    # a: a chain from the 22:00 page view fits the day's window, the one from 01:00 does not.
-    d.track("$pageview", "a", "2026-11-10 01:00:00")
-    d.track("$pageview", "a", "2026-11-10 22:00:00")
-    d.track("signup", "a", "2026-11-11 21:00:00")
-    # b: sign-up in the same millisecond as the page view.
-    d.track("$pageview", "b", "2026-11-12 10:00:00")
-    d.track("signup", "b", "2026-11-12 10:00:00")
-    # c: reaches purchase only from its second page view.
-    d.track("$pageview", "c", "2026-11-13 08:00:00")
-    d.track("signup", "c", "2026-11-13 09:00:00")
-    d.track("$pageview", "c", "2026-11-13 20:00:00")
-    d.track("signup", "c", "2026-11-13 21:00:00")
-    d.track("purchase", "c", "2026-11-14 19:00:00")
-    # anon-d views a page yesterday and signs up today as user-d (linked).
-    d.track("$pageview", "anon-d", "2026-11-19 20:00:00")
-    d.track("signup", "user-d", "2026-11-20 09:00:00")
-    d.alias("anon-d", "user-d")
-    d.track("signup", "e", "2026-11-12 10:00:00")  # no page view: not in the funnel
-    d.track("$pageview", "f", "2026-11-15 10:00:00")  # never signs up
-    d.track("$pageview", "g", "2026-11-15 10:00:00", is_bot=1)
-    d.track("signup", "g", "2026-11-15 10:05:00", is_bot=1)
-    body: dict[str, Any] = {
-        "kind": "funnel",
-        "date_from": "2026-11-09",
-        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "purchase"}],
-    }
-    raw = _raw(d)
-    _build(d)
-    assert _clean_days(d) == 7  # the days with events before today
-    answers = []
-    for bots in (False, True):
-        query = {**body, "include_bots": bots}
-        answer = _strip(d.query(query))
-        assert answer == _strip(raw.execute(d.ctx, _model(query)))
-        answers.append([s["persons"] for s in answer["steps"]])
-    assert answers == [[5, 4, 1], [6, 5, 1]]
-    # Proof that the built days are read from the rollup: delete c's raw events unmarked.
-    d.store.command(
-        "DELETE FROM events WHERE project_id = {p:UUID} AND distinct_id = 'c'",
-        {"p": d.project_id},
-    )
-    assert [s["persons"] for s in d.query(body)["steps"]] == [5, 4, 1]
-    assert [s["persons"] for s in raw.execute(d.ctx, _model(body))["steps"]] == [4, 3, 0]

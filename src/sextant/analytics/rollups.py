@@ -34,7 +34,6 @@ from typing import Any
 import structlog
 
 from sextant.analytics import queries as q
-from sextant.analytics.schemas import FunnelQuery
 from sextant.analytics.timerange import TimeRange, zone
 from sextant.core.eventstore import EventStore, EventStoreError
 
@@ -73,13 +72,7 @@ SUMMARY_DIMENSIONS = {
 }
 
 # The tables a build writes its rows to (all under one version per day).
-ROLLUP_TABLES = (
-    "rollup_daily",
-    "rollup_hourly",
-    "rollup_api_daily",
-    "rollup_person_days",
-    "rollup_person_events",
-)
+ROLLUP_TABLES = ("rollup_daily", "rollup_hourly", "rollup_api_daily", "rollup_person_days")
 
 # A build records `built_at` this long before it started reading: a write whose mark was
 # taken earlier is surely visible to the build (an insert commits well within it), and a
@@ -469,37 +462,6 @@ def _person_day_raw_rows(
     )
 
 
-def _person_event_raw_rows(
-    scope: q.Scope,
-    params: q.Params,
-    *,
-    start: datetime,
-    end: datetime,
-    group_bots: bool,
-    ranges: list[tuple[datetime, datetime]] | None = None,
-    only_days: str | None = None,
-    events: str | None = None,
-) -> str:
-    """When each person did each event on each local day of [start, end): day, event,
-    [is_bot,] person, times (milliseconds since the epoch, sorted); with `events` (a bound
-    array), only those events."""
-    extra = _narrowing(params, ranges, only_days)
-    if events is not None:
-        extra.append(f"e.event IN {events}")
-    return _mapped_raw_rows(
-        scope,
-        params,
-        start=start,
-        end=end,
-        group_bots=group_bots,
-        extra=extra,
-        whole_days=only_days is not None,
-        keys=[("day", "toDate(e.timestamp, {tz:String})"), ("event", "e.event")],
-        aggregates=[("times", f"groupArray({q.EPOCH_MS})")],
-        outer={"times": "arraySort({})"},
-    )
-
-
 # Every `api` event is named `$api_request` (ingest/event.py).
 API_COLUMNS = (
     "day, method, route, requests, errors, server_errors, duration_sum, duration_max, durations"
@@ -635,11 +597,6 @@ class RollupBuilder:
                     "rollup_person_days",
                     "day, is_bot, person",
                     _person_day_raw_rows(scope, params, **span),
-                ),
-                (
-                    "rollup_person_events",
-                    "day, event, is_bot, person, times",
-                    _person_event_raw_rows(scope, params, **span),
                 ),
             ):
                 run(
@@ -935,36 +892,6 @@ class Plan:
             parts.append(f"SELECT day, person FROM ({raw})")
         return "(" + " UNION ALL ".join(parts) + ")"
 
-    def person_events(self, params: q.Params, events: list[str]) -> str:
-        """One subquery of (event, person, times) rows: when each person did each of
-        `events` on each local day of [start, end), persons mapped; a person may have
-        several rows per event and day (bots and not, linked ids, both halves)."""
-        params.values.setdefault("project_id", self.scope.project_id)
-        params.values.setdefault("tz", self.scope.tz)
-        names = params.bind(events, "Array(String)")
-        parts = []
-        if self.clean:
-            bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
-            parts.append(
-                "SELECT r.event AS event, r.person AS person, r.times AS times "
-                "FROM rollup_person_events AS r "
-                "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND r.event IN {names} AND (r.day, r.version) IN {self._pairs(params)} {bots}"
-            )
-        ranges = self.raw_ranges()
-        if ranges:
-            raw = _person_event_raw_rows(
-                self.scope,
-                params,
-                start=ranges[0][0],
-                end=ranges[-1][1],
-                group_bots=False,
-                ranges=ranges if self.clean else None,
-                events=names,
-            )
-            parts.append(f"SELECT event, person, times FROM ({raw})")
-        return "(" + " UNION ALL ".join(parts) + ")"
-
     def api_rows(self, params: q.Params) -> str:
         """One subquery of API rollup rows (`API_COLUMNS`) over [start, end)."""
         params.values.setdefault("project_id", self.scope.project_id)
@@ -1101,78 +1028,6 @@ def compile_active_users(p: Plan, days: list[str]) -> q.Compiled:
         f"ARRAY JOIN {params.bind(days, 'Array(Date)')} AS x"
     )
     return q.Compiled({"active": sql}, params.values, dict(_ROLLUP_SETTINGS))
-
-
-def funnel_applies(query: FunnelQuery) -> bool:
-    """Whether `compile_funnel` answers this funnel: steps in order (other events between
-    them allowed), each one event by name without filters, the first step's event used by no
-    other step, no filters and no breakdown."""
-    first = query.steps[0].event
-    return (
-        query.order == "ordered"
-        and query.breakdown is None
-        and not query.filters
-        and all(step.event is not None and not step.filters for step in query.steps)
-        and first not in {step.event for step in query.steps[1:]}
-    )
-
-
-def compile_funnel(p: Plan, query: FunnelQuery) -> q.Compiled:
-    """The funnel of `queries.compile_funnel` (ordered steps) from person-event rows.
-
-    Everyone who did step 1 counts for step 1 (`first_step`: distinct persons of the step-1
-    rows). Only the persons who did step 2 can go further, so only their timelines are
-    assembled (`funnel`). Of their step-1 events only the first (where the time-to-convert
-    chain starts) and, for each step-2 event, the latest step-1 event at or before it
-    matter: any chain from an earlier step-1 event also runs from that later one, inside a
-    shorter span. The rest (page views, mostly) never reach `windowFunnel`.
-    """
-    params = q.Params()
-    steps = [str(step.event) for step in query.steps]
-    n = len(steps)
-    window = params.bind(query.window_seconds * 1000, "UInt64")
-    first = params.bind(steps[0], "String")
-    # The step mask of each later event (an event may be several later steps).
-    masks: dict[str, int] = {}
-    for k, name in enumerate(steps[1:], start=1):
-        masks[name] = masks.get(name, 0) | (1 << k)
-    later = ", ".join(
-        f"arrayMap(t -> (t, toUInt64({mask})), arrayFlatten(groupArrayIf(times, "
-        f"event = {params.bind(name, 'String')})))"
-        for name, mask in masks.items()
-    )
-    rows = p.person_events(params, sorted({*steps}))
-    candidates = f"SELECT person FROM {p.person_events(params, [steps[1]])}"
-    timelines = (
-        f"SELECT person, arraySort(arrayFlatten(groupArrayIf(times, event = {first}))) AS t1s, "
-        f"arrayConcat({later}) AS later FROM {rows} "
-        f"WHERE person IN ({candidates}) GROUP BY person HAVING notEmpty(t1s)"
-    )
-    starts = (
-        "arrayConcat([t1s[1]], arrayFilter(t -> t != 0, arrayFlatten(arrayMap(x -> "
-        "[arrayLast(t -> t <= x, t1s), arrayLast(t -> t < x, t1s)], "
-        "arrayMap(y -> y.1, arrayFilter(y -> bitTest(y.2, 1), later))))))"
-    )
-    conds = ", ".join(f"bitTest(ev.2, {k}) = 1" for k in range(n))
-    levels = (
-        f"SELECT person, windowFunnel({window})(ev.1, {conds}) AS level, any(t0) AS t0, "
-        "any(later) AS later FROM (SELECT person, t1s[1] AS t0, later, "
-        f"arrayConcat(arrayMap(t -> (t, toUInt64(1)), {starts}), later) AS timeline "
-        f"FROM ({timelines})) ARRAY JOIN timeline AS ev GROUP BY person"
-    )
-    per_person = (
-        "SELECT '' AS breakdown, level, arraySort(arrayConcat([(t0, toUInt64(1))], "
-        f"arrayFilter(y -> y.1 >= t0 AND y.1 <= t0 + {window}, later))) AS evs FROM ({levels})"
-    )
-    step_one = p.person_events(params, [steps[0]])
-    return q.Compiled(
-        {
-            "funnel": q.funnel_steps(per_person, n, window),
-            "first_step": f"SELECT uniqExact(person) AS s1 FROM {step_one}",
-        },
-        params.values,
-        dict(_ROLLUP_SETTINGS),
-    )
 
 
 API_METRICS = (

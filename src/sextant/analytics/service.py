@@ -651,23 +651,8 @@ class AnalyticsService:
     def _funnel(self, ctx: ProjectContext, query: FunnelQuery) -> dict[str, Any]:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day")
+        rows = self._run(q.compile_funnel(scope=scope, rng=rng, query=query), "funnel")
         n = len(query.steps)
-        plan = None
-        if self.use_rollups and rollups.funnel_applies(query):
-            plan = self._plan(scope, rng.start, rng.end)
-        if plan is not None and plan.clean:
-            results = self._run_all(rollups.compile_funnel(plan, query))
-            rows = results["funnel"]
-            # Everyone who did step 1 (the funnel's rows hold only those who did step 2).
-            s1 = int(results["first_step"][0]["s1"])
-            rows = rows or [
-                {"g": 1, "breakdown": "", **{f"s{k}": 0 for k in range(2, n + 1)}}
-                | {f"t{k}": None for k in range(2, n + 1)}
-            ]
-            for row in rows:
-                row["s1"] = s1
-        else:
-            rows = self._run(q.compile_funnel(scope=scope, rng=rng, query=query), "funnel")
         # grouping(breakdown) = 1 marks the grand-total row of GROUPING SETS ((breakdown), ()).
         overall = next((r for r in rows if int(r["g"]) == 1), None)
         per_group: list[dict[str, Any]] = []

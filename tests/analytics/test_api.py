@@ -298,6 +298,34 @@ def test_live_streams_new_events_as_sse(
     assert "event: event" in text
 
 
+def test_live_stream_gets_past_a_burst_larger_than_a_page(
+    client: TestClient, project: dict[str, Any], read_key: str, dataset: Factory
+) -> None:
+    # 450 events received within the look-back window (more than two pages of 200), then one
+    # that arrives a second after the stream opened: every one is sent once, in order.
+    mine = dataset("UTC", project["id"])
+    now = datetime.now(UTC)
+    burst = [
+        mine.event("burst", f"v{i}", now - timedelta(seconds=2), received_at=now)
+        for i in range(450)
+    ]
+    late = mine.event("after_burst", "w", now, received_at=now + timedelta(seconds=1))
+    mine.add(*burst, late)
+    url = f"/api/v1/projects/{project['id']}/live?max_seconds=2.5"
+    with client.stream("GET", url, headers=_key(read_key)) as response:
+        text = "".join(response.iter_text())
+    events = [
+        orjson.loads(line[len("data: ") :])
+        for line in text.splitlines()
+        if line.startswith("data: ")
+    ]
+    names = [e["event"] for e in events]
+    assert names.count("burst") == 450
+    assert names[-1] == "after_burst"
+    assert len({e["event_id"] for e in events}) == 451
+    assert events[-1]["replayed"] is False
+
+
 def test_every_query_carries_time_and_memory_limits(app: Any, dataset: Factory) -> None:
     service = app.state.analytics
     assert service.limits == {

@@ -13,7 +13,7 @@ Rules that hold for every statement built here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -857,14 +857,18 @@ def compile_event_by_id(*, scope: Scope, event_id: str) -> Compiled:
     return Compiled({"event": src.sql(_event_columns(), "LIMIT 1")}, params.values)
 
 
-def compile_live(*, scope: Scope, after: datetime, limit: int) -> Compiled:
-    """Events received after a point in time (for the live stream); no dedup needed."""
+def compile_live(
+    *, scope: Scope, after: datetime, limit: int, exclude: Sequence[str] = ()
+) -> Compiled:
+    """Events received after a point in time (for the live stream), oldest first, leaving
+    out the ids in `exclude` (already sent); no dedup needed."""
     params = Params({"project_id": scope.project_id})
     after_p = params.bind(_ts(after), UTC64)
+    skip = f"AND e.event_id NOT IN {params.bind(list(exclude), 'Array(UUID)')} " if exclude else ""
     sql = (
         f"SELECT {_event_columns()} FROM events AS e WHERE e.project_id = {{project_id:UUID}} "
         f"AND toDate(e.timestamp) >= toDate({after_p}) - 2 AND e.received_at > {after_p} "
-        f"ORDER BY e.received_at ASC LIMIT {params.bind(limit, 'UInt32')}"
+        f"{skip}ORDER BY e.received_at ASC, e.event_id ASC LIMIT {params.bind(limit, 'UInt32')}"
     )
     return Compiled({"live": sql}, params.values, settings={})
 

@@ -426,8 +426,26 @@ async def live(
 
 
 # Events can become visible slightly out of received_at order (group commit, several
-# writers): each poll looks back this far and skips event ids already sent.
+# writers): each poll looks back this far behind the newest event sent and leaves out the
+# ids it sent already, so a late one is still shown and a burst never stalls the stream.
 _LIVE_OVERLAP = timedelta(seconds=5)
+# At most this many sent ids are passed back to leave out; under a flood the look-back
+# shrinks to the time they cover (late events of a flood may then be missed, never resent).
+_LIVE_MAX_EXCLUDE = 2_000
+# Events per poll; a full page is followed by the next one at once.
+_LIVE_PAGE = 200
+
+
+def _live_window(sent: dict[str, datetime], newest: datetime) -> tuple[datetime, list[str]]:
+    """Where the next poll starts and the sent ids after that point."""
+    after = newest - _LIVE_OVERLAP
+    recent = [(at, key) for key, at in sent.items() if at > after]
+    if len(recent) > _LIVE_MAX_EXCLUDE:
+        recent.sort(reverse=True)
+        recent = recent[:_LIVE_MAX_EXCLUDE]
+        after = recent[-1][0]
+        recent = [(at, key) for at, key in recent if at > after]
+    return after, [key for _, key in recent]
 
 
 async def _live_stream(
@@ -440,7 +458,7 @@ async def _live_stream(
     max_seconds: float | None,
 ) -> AsyncIterator[bytes]:
     started = time.monotonic()
-    opened = last = datetime.now(UTC)
+    opened = newest = datetime.now(UTC)
     sent: dict[str, datetime] = {}
     last_beat = started
     yield b": connected\n\nretry: 2000\n\n"
@@ -449,7 +467,10 @@ async def _live_stream(
             return
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             return
-        rows = await run_in_threadpool(service.live_batch, ctx, last - _LIVE_OVERLAP)
+        after, exclude = _live_window(sent, newest)
+        rows = await run_in_threadpool(
+            service.live_batch, ctx, after, limit=_LIVE_PAGE, exclude=exclude
+        )
         for row in rows:
             event_id = str(row["event_id"])
             received = row["received_at"]
@@ -458,21 +479,22 @@ async def _live_stream(
             if event_id in sent:
                 continue
             sent[event_id] = received
-            last = max(last, received)
+            newest = max(newest, received)
             body = event_row(row, ctx.timezone)
             # The first poll looks back a few seconds: those events arrived before the stream
             # opened and say so, so a client counting "since you opened" can leave them out.
             body["replayed"] = received < opened
             data = orjson.dumps(body, default=str)
             yield b"id: " + event_id.encode() + b"\nevent: event\ndata: " + data + b"\n\n"
-        horizon = last - _LIVE_OVERLAP * 2
+        horizon = newest - _LIVE_OVERLAP * 2
         for key in [k for k, v in sent.items() if v < horizon]:
             del sent[key]
         now = time.monotonic()
         if now - last_beat >= heartbeat:
             last_beat = now
             yield b": heartbeat\n\n"
-        await asyncio.sleep(poll)
+        if len(rows) < _LIVE_PAGE:  # caught up: wait for the next poll, else read on at once
+            await asyncio.sleep(poll)
 
 
 @router.get("/stats/sessions")

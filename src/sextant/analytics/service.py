@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -916,10 +916,16 @@ class AnalyticsService:
         return event_row(rows[0], ctx.timezone)
 
     def live_batch(
-        self, ctx: ProjectContext, after: datetime, limit: int = 200
+        self,
+        ctx: ProjectContext,
+        after: datetime,
+        limit: int = 200,
+        exclude: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
+        """Events received after `after`, oldest first, without the ids in `exclude`."""
         scope = q.Scope(ctx.project_id, ctx.timezone)
-        return self._run(q.compile_live(scope=scope, after=after, limit=limit), "live")
+        compiled = q.compile_live(scope=scope, after=after, limit=limit, exclude=exclude)
+        return self._run(compiled, "live")
 
     # -- API metrics -------------------------------------------------------------------------
 

@@ -291,3 +291,98 @@ def test_reports_read_the_rollup_of_a_clean_day(dataset: Factory) -> None:
 
 def _strip(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k not in ("generated_at", "cached")}
+
+
+def _retention(d: Any, date_from: str = "2026-11-08", interval: str = "day") -> Any:
+    body = {"kind": "retention", "date_from": date_from, "interval": interval, "periods": 7}
+    return _strip(d.query(body)), _strip(_raw(d).execute(d.ctx, _model(body)))
+
+
+def test_retention_is_read_from_the_first_days_on_person_day_rows(
+    dataset: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = dataset("Asia/Tokyo")
+    _fill(d)
+    _build(d)
+    calls: list[str] = []
+    original = rollups.compile_retention
+
+    def spy(p: Any, rng: Any, query: Any) -> Any:
+        calls.append(query.interval)
+        return original(p, rng, query)
+
+    monkeypatch.setattr(rollups, "compile_retention", spy)
+    for interval in ("day", "week", "month"):
+        ours, raw = _retention(d, "-14d", interval)
+        assert ours == raw
+        assert ours["cohorts"]
+    assert calls == ["day", "week", "month"]
+    # Today written again: read raw, its persons' first days looked up on their other rows.
+    d.track("$pageview", "v3", "2026-11-20 11:00:00")  # seen before
+    d.track("$pageview", "newcomer", "2026-11-20 11:30:00")
+    ours, raw = _retention(d, "-14d")
+    assert ours == raw
+    assert calls == ["day", "week", "month", "day"]
+    assert ours["cohorts"][-1]["persons"] == 1
+    # A dirty day inside the range (an event written after the build) sends it to the old path.
+    calls.clear()
+    d.track("$pageview", "v1", "2026-11-12 09:00:00")
+    ours, raw = _retention(d, "-14d")
+    assert ours == raw
+    assert calls == []
+
+
+def test_a_late_event_before_a_first_day_moves_it_on_every_day(dataset: Factory) -> None:
+    d = dataset("UTC")
+    d.track("$pageview", "p", "2026-11-15 10:00:00")
+    d.track("$pageview", "p", "2026-11-16 10:00:00")
+    d.track("$pageview", "q", "2026-11-16 11:00:00")
+    _build(d)
+    ours, raw = _retention(d)
+    assert ours == raw
+    assert [c["persons"] for c in ours["cohorts"] if c["persons"]] == [1, 1]  # p: 15th, q: 16th
+    d.track("$pageview", "p", "2026-11-10 10:00:00")  # arrives late: p was first seen earlier
+    assert _retention(d)[0] == _retention(d)[1]
+    result = _build(d)
+    assert result.days == 3  # the 10th, and the 15th and 16th where p's first day moved
+    ours, raw = _retention(d)
+    assert ours == raw
+    day10 = next(c for c in ours["cohorts"] if c["cohort"].startswith("2026-11-10"))
+    assert day10["values"][:7] == [1, 0, 0, 0, 0, 1, 1]
+    assert _build(d).days == 0
+
+
+def test_a_link_to_an_earlier_id_moves_the_first_day_of_its_person(dataset: Factory) -> None:
+    d = dataset("UTC")
+    d.track("$pageview", "anon-1", "2026-11-10 10:00:00")
+    d.track("signup", "user-1", "2026-11-14 10:00:00")
+    d.track("purchase", "user-1", "2026-11-15 10:00:00")
+    _build(d)
+    ours, raw = _retention(d)
+    assert ours == raw
+    assert sum(c["persons"] for c in ours["cohorts"]) == 2
+    d.alias("anon-1", "user-1")  # one person, first seen on the 10th
+    assert _retention(d)[0] == _retention(d)[1]
+    _build(d)
+    ours, raw = _retention(d)
+    assert ours == raw
+    cohorts = [(c["cohort"][:10], c["values"][:6]) for c in ours["cohorts"] if c["persons"]]
+    assert cohorts == [("2026-11-10", [1, 0, 0, 0, 1, 1])]
+
+
+def test_a_person_who_leaves_their_first_day_gets_the_next_one(dataset: Factory) -> None:
+    d = dataset("UTC")
+    d.alias("x", "p")
+    d.alias("y", "p")
+    d.track("$pageview", "x", "2026-11-10 10:00:00")
+    d.track("$pageview", "y", "2026-11-12 10:00:00")
+    d.track("$pageview", "y", "2026-11-13 10:00:00")
+    _build(d)
+    assert _retention(d)[0] == _retention(d)[1]
+    d.alias("x", "q")  # x turns out to be someone else: p is first seen on the 12th now
+    assert _retention(d)[0] == _retention(d)[1]
+    _build(d)
+    ours, raw = _retention(d)
+    assert ours == raw
+    cohorts = [(c["cohort"][:10], c["persons"]) for c in ours["cohorts"] if c["persons"]]
+    assert cohorts == [("2026-11-10", 1), ("2026-11-12", 1)]

@@ -660,29 +660,37 @@ def compile_retention(
         f"1 AS src FROM ({acts})) GROUP BY person "
         f"HAVING countIf(src = 0) > 0 AND first_ts >= {lo}"
     )
-    first_day = "toDate(first_ts, {tz:String})"
-    cohort = _PERIOD_START[unit].replace("{x}", first_day)
-    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].replace('{x}', 'd')})"
     last_day = params.bind(
         (rng.end - timedelta(milliseconds=1)).astimezone(rng.zone).date().isoformat(), "Date"
     )
-    periods = int(query.periods)
-    # One row per person of a cohort with the days they were active, so every figure is a
-    # plain count: the cohort's size, how many could have come back 1/7/30 days later inside
-    # the range (e*) and did (r*), and per period 1..N how many came back.
+    per_person = f"SELECT toDate(first_ts, {{tz:String}}) AS fd, days FROM ({per_person})"
+    return Compiled(
+        {"cohorts": retention_cohorts(per_person, unit, int(query.periods), last_day)},
+        params.values,
+    )
+
+
+def retention_cohorts(per_person: str, unit: str, periods: int, last_day: str) -> str:
+    """The cohort table from one row per person of a cohort: `fd` (their first local day)
+    and `days` (the local days of the range they were active on).
+
+    Every figure is a plain count: the cohort's size, how many could have come back 1/7/30
+    days later inside the range (e*) and did (r*), and per period 1..N how many came back.
+    """
+    cohort = _PERIOD_START[unit].replace("{x}", "fd")
+    period = f"dateDiff('{unit}', {cohort}, {_PERIOD_START[unit].replace('{x}', 'd')})"
     per_person = (
-        f"SELECT toString({cohort}) AS cohort, {first_day} AS fd, days, "
+        f"SELECT toString({cohort}) AS cohort, fd, days, "
         f"arrayDistinct(arrayMap(d -> {period}, arrayFilter(d -> d >= fd, days))) AS periods "
         f"FROM ({per_person})"
     )
     eligible = [f"countIf(fd + {n} <= {last_day}) AS e{n}" for n in (1, 7, 30)]
     returned = [f"countIf(has(days, fd + {n})) AS r{n}" for n in (1, 7, 30)]
-    sql = (
+    return (
         f"SELECT cohort, count() AS persons, {', '.join(eligible + returned)}, "
         f"sumForEach(arrayMap(k -> toUInt64(has(periods, k)), range(1, {periods + 1}))) "
         f"AS returned FROM ({per_person}) GROUP BY cohort ORDER BY cohort"
     )
-    return Compiled({"cohorts": sql}, params.values)
 
 
 # -- active users ----------------------------------------------------------------------------

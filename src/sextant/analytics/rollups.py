@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from sextant.analytics import queries as q
+from sextant.analytics.schemas import RetentionQuery
 from sextant.analytics.timerange import TimeRange, zone
 from sextant.core.eventstore import EventStore, EventStoreError
 
@@ -127,6 +128,22 @@ def _day_start(day: date, tz: str) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(UTC)
 
 
+def builds_of(
+    params: q.Params, builds: dict[date, int], *, day: str = "r.day", version: str = "r.version"
+) -> str:
+    """Rows of exactly these builds ({day: version}): the day bounds let the sort key skip
+    other days, and the version is looked up by day in a hash map built once per statement
+    (cheaper per row than a (day, version) tuple IN)."""
+    days = sorted(builds)
+    keys = params.bind([d.isoformat() for d in days], "Array(Date)")
+    versions = params.bind([builds[d] for d in days], "Array(UInt64)")
+    return (
+        f"{day} >= {params.bind(days[0].isoformat(), 'Date')} "
+        f"AND {day} <= {params.bind(days[-1].isoformat(), 'Date')} "
+        f"AND {version} = transform({day}, {keys}, {versions}, toUInt64(0))"
+    )
+
+
 def week_key(days: list[tuple[date, int]]) -> int:
     """The identity of the seven day builds a week was merged from (a 64-bit hash)."""
     text = ",".join(f"{day.isoformat()}:{version}" for day, version in days)
@@ -163,10 +180,13 @@ _BUILDS_BY_DAY = (
 )
 
 
-def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date, int]:
-    """{day: rollup version} of the days in `days` whose rollup is up to date."""
+def day_states(
+    store: EventStore, scope: q.Scope, days: list[date]
+) -> tuple[dict[date, int], set[date]]:
+    """Of the local days in `days`: {day: rollup version} of those whose rollup is up to date,
+    and the days that never had an event written (nothing to read)."""
     if not days:
-        return {}
+        return {}, set()
     lo, hi = min(days), max(days)
     params = {
         "project_id": scope.project_id,
@@ -180,13 +200,43 @@ def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date
         "{hours}", "AND hour >= {h0:DateTime64(3, 'UTC')} AND hour < {h1:DateTime64(3, 'UTC')}"
     )
     builds = _BUILDS_BY_DAY.replace("{days}", "AND day >= {d0:Date} AND day <= {d1:Date}")
-    sql = (
-        f"SELECT b.day AS day, b.version AS version FROM ({builds}) AS b "
-        f"LEFT JOIN ({writes}) AS w ON w.day = b.day WHERE w.written < b.built"
-    )
-    rows = store.query(sql, params, settings=_ROLLUP_SETTINGS).rows
+    written = {
+        row[0]: _naive(row[1])
+        for row in store.query(writes, params, settings=_ROLLUP_SETTINGS).rows
+    }
+    clean = {}
+    for day, version, built in store.query(builds, params, settings=_ROLLUP_SETTINGS).rows:
+        at = written.get(day)
+        if at is None or at < _naive(built):
+            clean[day] = int(version)
     wanted = set(days)
-    return {row[0]: int(row[1]) for row in rows if row[0] in wanted}
+    return (
+        {d: v for d, v in clean.items() if d in wanted},
+        {d for d in wanted if d not in written and d not in clean},
+    )
+
+
+def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date, int]:
+    """{day: rollup version} of the days in `days` whose rollup is up to date."""
+    return day_states(store, scope, days)[0]
+
+
+def dirty_before(store: EventStore, scope: q.Scope, moment: datetime) -> bool:
+    """Whether any local day that starts before `moment` was written after its build (or
+    has events and was never built)."""
+    params = {
+        "project_id": scope.project_id,
+        "tz": scope.tz,
+        "h1": _ts(moment + timedelta(hours=1)),
+        "d1": moment.astimezone(zone(scope.tz)).date(),
+    }
+    writes = _WRITES_BY_DAY.replace("{hours}", "AND hour < {h1:DateTime64(3, 'UTC')}")
+    builds = _BUILDS_BY_DAY.replace("{days}", "")
+    sql = (
+        f"SELECT count() FROM ({writes}) AS w LEFT JOIN ({builds}) AS b ON b.day = w.day "
+        "WHERE w.day < {d1:Date} AND w.written >= b.built"
+    )
+    return bool(store.query(sql, params, settings=_ROLLUP_SETTINGS).scalar())
 
 
 # -- person links ------------------------------------------------------------------------------
@@ -447,8 +497,9 @@ def _person_day_raw_rows(
     ranges: list[tuple[datetime, datetime]] | None = None,
     only_days: str | None = None,
 ) -> str:
-    """The persons active on each local day of [start, end): day, [is_bot,] person (a person
-    may appear once per linked id)."""
+    """The persons active on each local day of [start, end): day, [is_bot,] person, first_ts,
+    last_ts (their first and last event of the day; a person may appear once per linked
+    id)."""
     return _mapped_raw_rows(
         scope,
         params,
@@ -458,7 +509,7 @@ def _person_day_raw_rows(
         extra=_narrowing(params, ranges, only_days),
         whole_days=only_days is not None,
         keys=[("day", "toDate(e.timestamp, {tz:String})")],
-        aggregates=[],
+        aggregates=[("first_ts", "min(e.timestamp)"), ("last_ts", "max(e.timestamp)")],
     )
 
 
@@ -504,6 +555,52 @@ def _api_raw_rows(
         "arraySort(groupArray(e.duration_ms)) AS durations",
     ]
     return src.sql(", ".join(cols), f"GROUP BY {', '.join(keys)}")
+
+
+# Person-day rows of the latest build of each day (older builds are deleted after a build,
+# but a crashed one may have left rows behind).
+_LATEST_PERSON_DAYS = (
+    "SELECT is_bot, person, day, first_day FROM rollup_person_days "
+    "WHERE project_id = {project_id:UUID} AND tz = {tz:String} AND day {cmp} {days:Array(Date)} "
+    "AND (day, version) IN (SELECT day, argMax(version, built_at) FROM rollup_builds "
+    "WHERE project_id = {project_id:UUID} AND tz = {tz:String} GROUP BY day)"
+)
+_OUTSIDE = _LATEST_PERSON_DAYS.replace("{cmp}", "NOT IN")
+_STAGED = (
+    "SELECT is_bot, person, day FROM rollup_person_stage WHERE project_id = {project_id:UUID} "
+    "AND tz = {tz:String} AND version = {v:UInt64}"
+)
+# The days outside the build (`days`) with rows of a person whose first day the build moves:
+# persons staged or on the old rows of the built days, who also have rows outside them.
+_MOVED_DAYS = (
+    "WITH moved AS (SELECT is_bot, person FROM ("
+    "SELECT is_bot, person, countIf(src = 0) AS staged, minIf(day, src = 0) AS staged_min, "
+    "countIf(src = 1) AS outside, minIf(day, src = 1) AS outside_min, "
+    "anyIf(first_day, src >= 1) AS old_first FROM ("
+    f"SELECT is_bot, person, day, toDate(0) AS first_day, 0 AS src FROM ({_STAGED}) "
+    "UNION ALL SELECT is_bot, person, day, first_day, 1 AS src FROM ("
+    f"{_OUTSIDE} AND person IN (SELECT person FROM ({_STAGED}) UNION ALL "
+    f"SELECT person FROM ({_LATEST_PERSON_DAYS.replace('{cmp}', 'IN')}))) "
+    "UNION ALL SELECT is_bot, person, day, first_day, 2 AS src FROM ("
+    f"{_LATEST_PERSON_DAYS.replace('{cmp}', 'IN')})"
+    ") GROUP BY is_bot, person) WHERE outside > 0 AND old_first != "
+    "if(staged > 0, least(staged_min, outside_min), outside_min)) "
+    f"SELECT DISTINCT day FROM ({_OUTSIDE}) AS o "
+    "WHERE o.person IN (SELECT person FROM moved) AND (o.is_bot, o.person) IN moved"
+)
+# The staged rows with each person's first day: the earliest of their staged days and of
+# their rows outside the build.
+_WRITE_PERSON_DAYS = (
+    "INSERT INTO rollup_person_days (project_id, tz, day, version, is_bot, person, first_day, "
+    "first_ts, last_ts) SELECT {project_id:UUID}, {tz:String}, s.day, {v:UInt64}, s.is_bot, "
+    "s.person, f.first, s.first_ts, s.last_ts "
+    f"FROM (SELECT is_bot, person, day, first_ts, last_ts FROM rollup_person_stage "
+    "WHERE project_id = {project_id:UUID} AND tz = {tz:String} AND version = {v:UInt64}) AS s "
+    "INNER JOIN (SELECT is_bot, person, min(day) AS first FROM ("
+    f"SELECT is_bot, person, day FROM ({_STAGED}) UNION ALL SELECT is_bot, person, day FROM ("
+    f"{_OUTSIDE} AND person IN (SELECT person FROM ({_STAGED})))) GROUP BY is_bot, person) AS f "
+    "ON f.is_bot = s.is_bot AND f.person = s.person"
+)
 
 
 @dataclass
@@ -564,6 +661,9 @@ class RollupBuilder:
             # With a quiet time shorter than the margin (tests, benchmarks, an idle store) the
             # margin shrinks with it, or a day written just before could never become clean.
             built_at = now - min(BUILD_MARGIN, self.quiet)
+            # Person days first: a person whose first day moves (a late event, a link) makes
+            # the days of their other rows due as well, so the set of days can grow here.
+            days = self._stage_person_days(scope, days, version)
             params = q.Params()
             params.values["project_id"] = project_id
             params.values["tz"] = tz
@@ -593,11 +693,6 @@ class RollupBuilder:
                     f"is_bot, {API_COLUMNS}",
                     _api_raw_rows(scope, params, **span),
                 ),
-                (
-                    "rollup_person_days",
-                    "day, is_bot, person",
-                    _person_day_raw_rows(scope, params, **span),
-                ),
             ):
                 run(
                     f"INSERT INTO {table} (project_id, tz, version, {columns}) "
@@ -612,6 +707,7 @@ class RollupBuilder:
                         f"AND version = {v} "
                         "GROUP BY project_id, tz, day, version, is_bot, dim, value"
                     )
+            self._write_person_days(scope, days, version)
             self.store.insert(
                 "rollup_builds",
                 [[project_id, tz, d, version, built_at] for d in days],
@@ -642,6 +738,60 @@ class RollupBuilder:
                 seconds=round(result.seconds, 3),
             )
             return result
+
+    # -- person days and first days ---------------------------------------------------------
+
+    def _run(self, sql: str, params: dict[str, Any]) -> Any:
+        return self.store.command(sql, params, settings=_ROLLUP_SETTINGS, connection="rollups")
+
+    def _stage_person_days(self, scope: q.Scope, days: list[date], version: int) -> list[date]:
+        """Stage the person-day rows of `days` (and of every day they make due); return all
+        the days to build.
+
+        A person's first day is stored on each of their rows. Rebuilding some days can move
+        it (an earlier event arrived late, a link merged an earlier id, a person vanished from
+        a day): then the person's rows on the other days are stale, and those days are
+        rebuilt in the same pass. Usually none are (today's new persons have no other rows).
+        """
+        base = {"project_id": scope.project_id, "tz": scope.tz, "v": version}
+        todo, done = list(days), sorted(days)
+        while todo:
+            params = q.Params()
+            params.values.update({"project_id": scope.project_id, "tz": scope.tz})
+            only = params.bind([d.isoformat() for d in todo], "Array(Date)")
+            rows = _person_day_raw_rows(
+                scope,
+                params,
+                start=_day_start(min(todo), scope.tz),
+                end=_day_start(max(todo) + timedelta(days=1), scope.tz),
+                group_bots=True,
+                only_days=only,
+            )
+            params.values["v"] = version
+            self._run(
+                "INSERT INTO rollup_person_stage (project_id, tz, version, day, is_bot, person, "
+                "first_ts, last_ts) SELECT {project_id:UUID}, {tz:String}, {v:UInt64}, day, "
+                "is_bot, person, min(first_ts), max(last_ts) "
+                f"FROM ({rows}) GROUP BY day, is_bot, person",
+                params.values,
+            )
+            moved = self.store.query(
+                _MOVED_DAYS, {**base, "days": done}, settings=_ROLLUP_SETTINGS, connection="rollups"
+            ).rows
+            todo = sorted({row[0] for row in moved} - set(done))
+            done = sorted({*done, *todo})
+        return done
+
+    def _write_person_days(self, scope: q.Scope, days: list[date], version: int) -> None:
+        """The staged rows of this build with each person's first day, then the stage
+        emptied."""
+        params = {"project_id": scope.project_id, "tz": scope.tz, "v": version, "days": days}
+        self._run(_WRITE_PERSON_DAYS, params)
+        self._run(
+            "DELETE FROM rollup_person_stage WHERE project_id = {project_id:UUID} "
+            "AND tz = {tz:String} AND version = {v:UInt64}",
+            params,
+        )
 
     def _build_weeks(self, scope: q.Scope, days: list[date]) -> None:
         """Merge the weeks of the rebuilt days whose seven days are now all clean."""
@@ -751,6 +901,8 @@ class Plan:
     # Clean days the range starts or ends inside: their whole hours in the range can come
     # from `rollup_hourly`.
     edges: dict[date, int] = field(default_factory=dict)
+    # Days of the range (whole or not) that never had an event: nothing to read there.
+    empty: set[date] = field(default_factory=set)
 
     def hours(self) -> list[tuple[datetime, date, int]]:
         """(hour, local day, version) of the hours of clean edge days that lie wholly inside
@@ -812,35 +964,32 @@ class Plan:
             )
         bots = "" if self.scope.include_bots else "AND r.is_bot = 0 "
         for table, column, wanted in (
-            ("rollup_weekly", "week", [(m.isoformat(), k) for m, k in sorted(whole.items())]),
-            ("rollup_daily", "day", [(d.isoformat(), v) for d, v in sorted(daily.items())]),
+            ("rollup_weekly", "week", whole),
+            ("rollup_daily", "day", daily),
         ):
             if not wanted:
                 continue
             version = "key" if table == "rollup_weekly" else "version"
-            pairs = params.bind(wanted, "Array(Tuple(Date, UInt64))")
+            builds = builds_of(params, wanted, day=f"r.{column}", version=f"r.{version}")
             cur = "1" if first is None else f"r.{column} >= {first}"
             parts.append(
                 f"SELECT r.{column} AS day, toUInt8({cur}) AS cur, r.dim AS dim, "
                 f"r.value AS value, r.events AS events, r.persons AS persons FROM {table} AS r "
                 "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND (r.{column}, r.{version}) IN {pairs} AND r.dim IN {dim_list} {bots}"
+                f"AND r.dim IN {dim_list} AND {builds} {bots}"
             )
         hours = self.hours()
         if hours:
             cur = "1"
             if cur_start is not None:
                 cur = f"r.hour >= {params.bind(_ts(cur_start), q.UTC64)}"
-            pairs = params.bind(
-                sorted({(d.isoformat(), v) for _, d, v in hours}), "Array(Tuple(Date, UInt64))"
-            )
+            builds = builds_of(params, {d: v for _, d, v in hours})
             wanted_hours = params.bind([_ts(h)[:19] for h, _, _ in hours], "Array(DateTime('UTC'))")
             parts.append(
                 f"SELECT r.day AS day, toUInt8({cur}) AS cur, r.dim AS dim, r.value AS value, "
                 "r.events AS events, r.persons AS persons FROM rollup_hourly AS r "
                 "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND (r.day, r.version) IN {pairs} AND r.hour IN {wanted_hours} "
-                f"AND r.dim IN {dim_list} {bots}"
+                f"AND r.dim IN {dim_list} AND {builds} AND r.hour IN {wanted_hours} {bots}"
             )
         ranges = self.raw_ranges(hours=True)
         if not ranges:
@@ -859,10 +1008,58 @@ class Plan:
         parts.append(f"SELECT day, toUInt8({cur}) AS cur, dim, value, events, persons FROM ({raw})")
         return "(" + " UNION ALL ".join(parts) + ")"
 
-    def _pairs(self, params: q.Params) -> str:
-        return params.bind(
-            [(d.isoformat(), v) for d, v in sorted(self.clean.items())],
-            "Array(Tuple(Date, UInt64))",
+    def person_edges(self) -> dict[date, int]:
+        """Clean days the range starts or ends inside (not both): their persons in the range
+        are the person-day rows active after the start (or before the end)."""
+        tz = self.scope.tz
+        out = {}
+        for day, version in self.edges.items():
+            cut_start = self.start > _day_start(day, tz)
+            cut_end = self.end < _day_start(day + timedelta(days=1), tz)
+            if cut_start != cut_end:
+                out[day] = version
+        return out
+
+    def person_raw_ranges(self) -> list[tuple[datetime, datetime]]:
+        """The stretches of [start, end) that person-day rows do not cover."""
+        edges = self.person_edges()
+        return Plan(self.scope, self.start, self.end, {**self.clean, **edges}).raw_ranges()
+
+    def _person_rows(self, params: q.Params, columns: str) -> str | None:
+        """The clean person-day rows of the range (whole days, and edge days by their first
+        and last event), or None without any."""
+        edges = self.person_edges()
+        if not self.clean and not edges:
+            return None
+        bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
+        tenant = "r.project_id = {project_id:UUID} AND r.tz = {tz:String}"
+        parts = []
+        if self.clean:
+            parts.append(
+                f"SELECT {columns} FROM rollup_person_days AS r WHERE {tenant} "
+                f"AND {builds_of(params, self.clean)} {bots}"
+            )
+        if edges:
+            parts.append(
+                f"SELECT {columns} FROM rollup_person_days AS r WHERE {tenant} "
+                f"AND {builds_of(params, edges)} {bots} "
+                f"AND r.first_ts < {params.bind(_ts(self.end), q.UTC64)} "
+                f"AND r.last_ts >= {params.bind(_ts(self.start), q.UTC64)}"
+            )
+        return " UNION ALL ".join(parts)
+
+    def _person_raw(self, params: q.Params) -> str | None:
+        ranges = self.person_raw_ranges()
+        if not ranges:
+            return None
+        covered = bool(self.clean or self.person_edges())
+        return _person_day_raw_rows(
+            self.scope,
+            params,
+            start=ranges[0][0],
+            end=ranges[-1][1],
+            group_bots=False,
+            ranges=ranges if covered else None,
         )
 
     def person_days(self, params: q.Params) -> str:
@@ -872,24 +1069,59 @@ class Plan:
         params.values.setdefault("project_id", self.scope.project_id)
         params.values.setdefault("tz", self.scope.tz)
         parts = []
-        if self.clean:
-            bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
-            parts.append(
-                "SELECT r.day AS day, r.person AS person FROM rollup_person_days AS r "
-                "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND (r.day, r.version) IN {self._pairs(params)} {bots}"
-            )
-        ranges = self.raw_ranges()
-        if ranges:
-            raw = _person_day_raw_rows(
-                self.scope,
-                params,
-                start=ranges[0][0],
-                end=ranges[-1][1],
-                group_bots=False,
-                ranges=ranges if self.clean else None,
-            )
+        rows = self._person_rows(params, "r.day AS day, r.person AS person")
+        if rows is not None:
+            parts.append(rows)
+        raw = self._person_raw(params)
+        if raw is not None:
             parts.append(f"SELECT day, person FROM ({raw})")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def first_days_usable(self, store: EventStore) -> bool:
+        """Whether the first days on person-day rows are right for this range: it starts at
+        a local midnight, bots are left out, the days it reads raw all come after the clean
+        ones, and no day before those is dirty (a late event or link there would move first
+        days that the clean rows still carry)."""
+        if self.scope.include_bots:
+            return False
+        tz = self.scope.tz
+        if self.start != _day_start(self.start.astimezone(zone(tz)).date(), tz):
+            return False
+        covered = {**self.clean, **self.person_edges()}
+        nothing = dict.fromkeys(self.empty, 0)
+        ranges = Plan(self.scope, self.start, self.end, {**covered, **nothing}).raw_ranges()
+        first_raw = ranges[0][0] if ranges else self.end
+        if any(_day_start(day, tz) >= first_raw for day in covered):
+            return False
+        return not dirty_before(store, self.scope, first_raw)
+
+    def person_first_days(self, params: q.Params) -> str:
+        """(day, person, first_day) rows of the range without bots (see
+        `first_days_usable`); a person appears once a day. Raw persons get the earlier of
+        their first raw day and the first day their rows carry."""
+        params.values.setdefault("project_id", self.scope.project_id)
+        params.values.setdefault("tz", self.scope.tz)
+        parts = []
+        rows = self._person_rows(params, "r.day AS day, r.person AS person, r.first_day AS first")
+        if rows is not None:
+            parts.append(rows)
+        raw = self._person_raw(params)
+        if raw is not None:
+            stored = (
+                "SELECT person, min(first_day) AS first FROM rollup_person_days "
+                "WHERE project_id = {project_id:UUID} AND tz = {tz:String} AND is_bot = 0 "
+                "AND (day, version) IN (SELECT day, argMax(version, built_at) FROM rollup_builds "
+                "WHERE project_id = {project_id:UUID} AND tz = {tz:String} GROUP BY day) "
+                f"AND person IN (SELECT person FROM ({raw})) GROUP BY person"
+            )
+            parts.append(
+                "SELECT x.day AS day, x.person AS person, "
+                "if(f.first != toDate(0) AND f.first < x.raw_first, f.first, x.raw_first) AS first "
+                "FROM (SELECT person, raw_first, day FROM (SELECT person, min(day) AS raw_first, "
+                f"groupUniqArray(day) AS days FROM ({raw}) GROUP BY person) "
+                "ARRAY JOIN days AS day) AS x "
+                f"LEFT JOIN ({stored}) AS f ON f.person = x.person"
+            )
         return "(" + " UNION ALL ".join(parts) + ")"
 
     def api_rows(self, params: q.Params) -> str:
@@ -902,7 +1134,7 @@ class Plan:
             parts.append(
                 f"SELECT {API_COLUMNS} FROM rollup_api_daily AS r "
                 "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND (r.day, r.version) IN {self._pairs(params)} {bots}"
+                f"AND {builds_of(params, self.clean)} {bots}"
             )
         ranges = self.raw_ranges()
         if ranges:
@@ -941,7 +1173,7 @@ def plan(
         (end - timedelta(microseconds=1)).astimezone(local).date(),
     }
     edges -= set(days)
-    clean = clean_days(store, scope, days + sorted(edges))
+    clean, empty = day_states(store, scope, days + sorted(edges))
     return Plan(
         scope,
         start,
@@ -949,6 +1181,7 @@ def plan(
         {d: v for d, v in clean.items() if d not in edges},
         split_day,
         {d: v for d, v in clean.items() if d in edges},
+        empty,
     )
 
 
@@ -1053,3 +1286,48 @@ def compile_api_metrics(p: Plan, interval: str, sort: str) -> q.Compiled:
         f"ORDER BY part, {q.API_SORT[sort]}"
     )
     return q.Compiled({"api": sql}, params.values, dict(_ROLLUP_SETTINGS))
+
+
+def retention_applies(query: RetentionQuery) -> bool:
+    """Whether `compile_retention` answers this retention report (cohorts by the first event
+    of all, coming back with any event, no filters); see also `Plan.first_days_usable`."""
+    return not query.filters and query.start_event is None and query.return_event is None
+
+
+def compile_retention(p: Plan, rng: TimeRange, query: RetentionQuery) -> q.Compiled:
+    """`queries.compile_retention` from person-day rows that carry each person's first day:
+    only the rows of the range are read, no first occurrence is looked up.
+
+    By day every figure counts rows (a person has one row a day); by week or month the rows
+    are grouped per person first (a person active on two days of a week counts once)."""
+    params = q.Params()
+    rows = p.person_first_days(params)
+    first = params.bind(rng.start.astimezone(rng.zone).date().isoformat(), "Date")
+    last_day = params.bind(
+        (rng.end - timedelta(milliseconds=1)).astimezone(rng.zone).date().isoformat(), "Date"
+    )
+    periods = int(query.periods)
+    if query.interval == "day":
+        # One row per person a day: count the (first day, day) cells, then read each figure
+        # off the few hundred cells.
+        cells = (
+            f"SELECT first, day, count() AS n FROM {rows} WHERE first >= {first} "
+            "GROUP BY first, day"
+        )
+        eligible = [
+            f"sumIf(n, day = first AND first + {k} <= {last_day}) AS e{k}" for k in (1, 7, 30)
+        ]
+        came_back = [f"sumIf(n, day = first + {k}) AS r{k}" for k in (1, 7, 30)]
+        returned = ", ".join(f"sumIf(n, day = first + {k})" for k in range(1, periods + 1))
+        sql = (
+            f"SELECT toString(first) AS cohort, sumIf(n, day = first) AS persons, "
+            f"{', '.join(eligible + came_back)}, [{returned}] AS returned "
+            f"FROM ({cells}) GROUP BY first ORDER BY first"
+        )
+    else:
+        per_person = (
+            "SELECT any(first) AS fd, groupUniqArray(day) AS days "
+            f"FROM {rows} WHERE first >= {first} GROUP BY person"
+        )
+        sql = q.retention_cohorts(per_person, query.interval, periods, last_day)
+    return q.Compiled({"cohorts": sql}, params.values, dict(_ROLLUP_SETTINGS))

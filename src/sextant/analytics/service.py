@@ -718,11 +718,17 @@ class AnalyticsService:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, query.interval, default_from="-30d")
         person_days = None
+        compiled: q.Compiled | None = None
         if self.use_rollups and not query.filters and query.return_event is None:
             plan = self._plan(scope, rng.start, rng.end)
-            if plan.clean:
+            if rollups.retention_applies(query) and plan.first_days_usable(self.store):
+                compiled = rollups.compile_retention(plan, rng, query)
+            elif plan.clean or plan.person_edges():
                 person_days = plan.person_days
-        compiled = q.compile_retention(scope=scope, rng=rng, query=query, person_days=person_days)
+        if compiled is None:
+            compiled = q.compile_retention(
+                scope=scope, rng=rng, query=query, person_days=person_days
+            )
         sizes: dict[str, int] = {}
         matrix: dict[str, list[int]] = {}
         eligible = {1: 0, 7: 0, 30: 0}

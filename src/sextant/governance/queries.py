@@ -150,6 +150,7 @@ def delete_project_rows(store: EventStore, *, project_id: str) -> None:
         "rollup_daily",
         "rollup_api_daily",
         "rollup_person_days",
+        "rollup_person_stage",
         "rollup_weekly",
         "rollup_hourly",
         "rollup_builds",

@@ -180,63 +180,61 @@ _BUILDS_BY_DAY = (
 )
 
 
-def day_states(
-    store: EventStore, scope: q.Scope, days: list[date]
-) -> tuple[dict[date, int], set[date]]:
-    """Of the local days in `days`: {day: rollup version} of those whose rollup is up to date,
-    and the days that never had an event written (nothing to read)."""
-    if not days:
-        return {}, set()
-    lo, hi = min(days), max(days)
-    params = {
-        "project_id": scope.project_id,
-        "tz": scope.tz,
-        "d0": lo,
-        "d1": hi,
-        "h0": _ts(_day_start(lo, scope.tz) - timedelta(hours=1)),
-        "h1": _ts(_day_start(hi + timedelta(days=1), scope.tz) + timedelta(hours=1)),
-    }
-    writes = _WRITES_BY_DAY.replace(
-        "{hours}", "AND hour >= {h0:DateTime64(3, 'UTC')} AND hour < {h1:DateTime64(3, 'UTC')}"
-    )
-    builds = _BUILDS_BY_DAY.replace("{days}", "AND day >= {d0:Date} AND day <= {d1:Date}")
-    written = {
-        row[0]: _naive(row[1])
-        for row in store.query(writes, params, settings=_ROLLUP_SETTINGS).rows
-    }
-    clean = {}
-    for day, version, built in store.query(builds, params, settings=_ROLLUP_SETTINGS).rows:
-        at = written.get(day)
-        if at is None or at < _naive(built):
+# Per local day of a project: when it was last written and last built, and the version of
+# that build (one statement over the project's whole history: a row per written hour and per
+# built day is a few thousand rows a year).
+_DAY_STATES = (
+    "SELECT d, max(w) AS written, max(b) AS built, argMax(v, b) AS version "
+    "FROM (SELECT arrayJoin(arrayDistinct([toDate(hour, {tz:String}), "
+    "toDate(hour + 3599, {tz:String})])) AS d, max(written_at) AS w, "
+    "toDateTime64(0, 3, 'UTC') AS b, toUInt64(0) AS v "
+    "FROM rollup_writes WHERE project_id = {project_id:UUID} GROUP BY d "
+    "UNION ALL SELECT day AS d, toDateTime64(0, 3, 'UTC') AS w, max(built_at) AS b, "
+    "argMax(version, built_at) AS v FROM rollup_builds "
+    "WHERE project_id = {project_id:UUID} AND tz = {tz:String} GROUP BY d) "
+    "GROUP BY d"
+)
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class DayStates:
+    """Which local days of a project are clean (built after their last write), written, or
+    never had an event."""
+
+    written: dict[date, datetime]
+    clean: dict[date, int]  # day -> the version of its latest build
+
+    def dirty_before(self, day: date) -> bool:
+        """Whether a day before `day` was written after its build (or never built)."""
+        return any(d < day and d not in self.clean for d in self.written)
+
+    def empty(self, days: Iterable[date]) -> set[date]:
+        return {d for d in days if d not in self.written and d not in self.clean}
+
+
+def day_states(store: EventStore, scope: q.Scope, *, connection: str | None = None) -> DayStates:
+    rows = store.query(
+        _DAY_STATES,
+        {"project_id": scope.project_id, "tz": scope.tz},
+        settings=_ROLLUP_SETTINGS,
+        connection=connection,
+    ).rows
+    written: dict[date, datetime] = {}
+    clean: dict[date, int] = {}
+    for day, wrote, built, version in rows:
+        wrote, built = _naive(wrote), _naive(built)
+        if wrote > _EPOCH:
+            written[day] = wrote
+        if built > _EPOCH and (wrote <= _EPOCH or wrote < built):
             clean[day] = int(version)
-    wanted = set(days)
-    return (
-        {d: v for d, v in clean.items() if d in wanted},
-        {d for d in wanted if d not in written and d not in clean},
-    )
+    return DayStates(written, clean)
 
 
 def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date, int]:
     """{day: rollup version} of the days in `days` whose rollup is up to date."""
-    return day_states(store, scope, days)[0]
-
-
-def dirty_before(store: EventStore, scope: q.Scope, moment: datetime) -> bool:
-    """Whether any local day that starts before `moment` was written after its build (or
-    has events and was never built)."""
-    params = {
-        "project_id": scope.project_id,
-        "tz": scope.tz,
-        "h1": _ts(moment + timedelta(hours=1)),
-        "d1": moment.astimezone(zone(scope.tz)).date(),
-    }
-    writes = _WRITES_BY_DAY.replace("{hours}", "AND hour < {h1:DateTime64(3, 'UTC')}")
-    builds = _BUILDS_BY_DAY.replace("{days}", "")
-    sql = (
-        f"SELECT count() FROM ({writes}) AS w LEFT JOIN ({builds}) AS b ON b.day = w.day "
-        "WHERE w.day < {d1:Date} AND w.written >= b.built"
-    )
-    return bool(store.query(sql, params, settings=_ROLLUP_SETTINGS).scalar())
+    clean = day_states(store, scope).clean
+    return {d: clean[d] for d in days if d in clean}
 
 
 # -- person links ------------------------------------------------------------------------------
@@ -901,8 +899,8 @@ class Plan:
     # Clean days the range starts or ends inside: their whole hours in the range can come
     # from `rollup_hourly`.
     edges: dict[date, int] = field(default_factory=dict)
-    # Days of the range (whole or not) that never had an event: nothing to read there.
-    empty: set[date] = field(default_factory=set)
+    # The project's day states the plan was made from (None: not known).
+    states: DayStates | None = None
 
     def hours(self) -> list[tuple[datetime, date, int]]:
         """(hour, local day, version) of the hours of clean edge days that lie wholly inside
@@ -1087,13 +1085,15 @@ class Plan:
         tz = self.scope.tz
         if self.start != _day_start(self.start.astimezone(zone(tz)).date(), tz):
             return False
+        states = self.states or day_states(store, self.scope)
         covered = {**self.clean, **self.person_edges()}
-        nothing = dict.fromkeys(self.empty, 0)
+        days = local_days(self.start, self.end, tz) + list(self.edges)
+        nothing = dict.fromkeys(states.empty(days), 0)
         ranges = Plan(self.scope, self.start, self.end, {**covered, **nothing}).raw_ranges()
         first_raw = ranges[0][0] if ranges else self.end
         if any(_day_start(day, tz) >= first_raw for day in covered):
             return False
-        return not dirty_before(store, self.scope, first_raw)
+        return not states.dirty_before(first_raw.astimezone(zone(tz)).date())
 
     def person_first_days(self, params: q.Params) -> str:
         """(day, person, first_day) rows of the range without bots (see
@@ -1157,6 +1157,7 @@ def plan(
     end: datetime,
     *,
     split: datetime | None = None,
+    states: DayStates | None = None,
 ) -> Plan:
     """Rollup days for [start, end); with `split` (where the current period starts), no
     rollup day straddles it, so every rollup row belongs wholly to one period."""
@@ -1173,15 +1174,15 @@ def plan(
         (end - timedelta(microseconds=1)).astimezone(local).date(),
     }
     edges -= set(days)
-    clean, empty = day_states(store, scope, days + sorted(edges))
+    states = states or day_states(store, scope)
     return Plan(
         scope,
         start,
         end,
-        {d: v for d, v in clean.items() if d not in edges},
+        {d: states.clean[d] for d in days if d in states.clean},
         split_day,
-        {d: v for d, v in clean.items() if d in edges},
-        empty,
+        {d: states.clean[d] for d in edges if d in states.clean},
+        states,
     )
 
 

@@ -292,9 +292,17 @@ class AnalyticsService:
         links into dirty marks, for reports that count persons), and ask the builder to keep
         this project's rollups built."""
         try:
-            if persons:
-                self.aliases.sync(scope.project_id)
-            plan = rollups.plan(self.store, scope, start, end, split=split)
+            # The link check and the day states at once, on connections of their own; only
+            # when new links were turned into marks are the states read again.
+            states = self._pool.submit(
+                rollups.day_states, self.store, scope, connection="plan-days"
+            )
+            if persons and self.aliases.sync(scope.project_id, connection="plan-links"):
+                states.result()
+                states = self._pool.submit(
+                    rollups.day_states, self.store, scope, connection="plan-days"
+                )
+            plan = rollups.plan(self.store, scope, start, end, split=split, states=states.result())
         except EventStoreError as exc:
             raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
         if self.scheduler is not None:

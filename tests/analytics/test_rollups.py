@@ -49,6 +49,25 @@ REPORTS: list[dict[str, Any]] = [
     {"kind": "api_metrics", "interval": "day", "date_from": "-14d"},
     {"kind": "api_metrics", "interval": "week", "date_from": "-30d", "sort": "p95", "limit": 2},
     {"kind": "api_metrics", "interval": "day", "date_from": "-7d", "include_bots": True},
+    {"kind": "funnel", "date_from": "-14d", "steps": [{"event": "$pageview"}, {"event": "signup"}]},
+    {
+        "kind": "funnel",
+        "date_from": "-14d",
+        "window_seconds": 6 * 3600,
+        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "purchase"}],
+    },
+    {
+        "kind": "funnel",
+        "date_from": "2026-11-09",
+        "date_to": "2026-11-20T10:30:00",
+        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "signup"}],
+    },
+    {
+        "kind": "funnel",
+        "date_from": "-14d",
+        "include_bots": True,
+        "steps": [{"event": "$pageview"}, {"event": "purchase"}],
+    },
 ]
 
 
@@ -72,6 +91,9 @@ def _fill(d: Any) -> None:
             )
         if day % 3 == 0:
             d.track("signup", f"v{day % 11}", f"2026-11-{day:02d} 23:30:00", browser="Chrome")
+            # A purchase just after midnight (the next day), and one too late for 6 hours.
+            later = "00:20:00" if day % 2 else "09:00:00"
+            d.track("purchase", f"v{day % 11}", f"2026-11-{day + 1:02d} {later}")
         d.track("$pageview", "crawler", f"2026-11-{day:02d} 03:00:00", is_bot=1, country="US")
         for n in range(day % 5 + 1):  # API requests: two endpoints, some errors, a bot
             d.track(
@@ -386,3 +408,47 @@ def test_a_person_who_leaves_their_first_day_gets_the_next_one(dataset: Factory)
     assert ours == raw
     cohorts = [(c["cohort"][:10], c["persons"]) for c in ours["cohorts"] if c["persons"]]
     assert cohorts == [("2026-11-10", 1), ("2026-11-12", 1)]
+
+
+def test_funnels_of_named_steps_are_read_from_person_event_rows(
+    dataset: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = dataset("Europe/Berlin")
+    _fill(d)
+    d.track("$pageview", "v9", "2026-11-19 23:50:00")  # a chain across midnight (Berlin)
+    d.track("signup", "v9", "2026-11-20 00:30:00")
+    _build(d)
+    calls: list[int] = []
+    original = rollups.compile_funnel
+
+    def spy(p: Any, query: Any) -> Any:
+        calls.append(len(query.steps))
+        return original(p, query)
+
+    monkeypatch.setattr(rollups, "compile_funnel", spy)
+    body: dict[str, Any] = {
+        "kind": "funnel",
+        "date_from": "-14d",
+        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "purchase"}],
+    }
+    ours = _strip(d.query(body))
+    assert ours == _strip(_raw(d).execute(d.ctx, _model(body)))
+    assert calls == [3]
+    assert [s["persons"] for s in ours["steps"]][0] > ours["steps"][1]["persons"] > 0
+    # Today written again (read raw), a new link, and a step-1 event after the build.
+    d.track("$pageview", "late-1", "2026-11-20 11:00:00")
+    d.track("signup", "late-1", "2026-11-20 11:05:00")
+    d.alias("late-1", "user-1")
+    assert _strip(d.query(body)) == _strip(_raw(d).execute(d.ctx, _model(body)))
+    # Nobody past step 1: step 1 still counts everyone who did it.
+    empty = {**body, "steps": [{"event": "$pageview"}, {"event": "never"}]}
+    assert _strip(d.query(empty)) == _strip(_raw(d).execute(d.ctx, _model(empty)))
+    assert d.query(empty)["steps"][0]["persons"] > 0
+    # Filters, a breakdown or another order read raw events.
+    for other in (
+        {**body, "breakdown": {"property": "browser"}},
+        {**body, "order": "strict"},
+        {**body, "filters": [{"property": "browser", "op": "eq", "value": "Chrome"}]},
+    ):
+        assert _strip(d.query(other)) == _strip(_raw(d).execute(d.ctx, _model(other)))
+    assert calls == [3, 3, 2, 2]  # the other three never reached it

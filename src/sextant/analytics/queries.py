@@ -508,15 +508,17 @@ def compile_realtime(*, scope: Scope, since: datetime) -> Compiled:
 # -- funnel ----------------------------------------------------------------------------------
 
 
+# An event's time as milliseconds since the epoch (what funnels compare and subtract).
+EPOCH_MS = "toUInt64(toUnixTimestamp64Milli(e.timestamp))"
+
+
 def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compiled:
     params = Params()
     conds = [event_condition(step.event, step.filters, params) for step in query.steps]
-    n = len(conds)
-    window_ms = query.window_seconds * 1000
-    window = params.bind(window_ms, "UInt64")
+    window = params.bind(query.window_seconds * 1000, "UInt64")
     extra = [] if query.order == "strict" else ["(" + " OR ".join(conds) + ")"]
     src = Source(scope, params, rng, query.filters, persons=True, extra=extra)
-    ts = "toUInt64(toUnixTimestamp64Milli(e.timestamp))"
+    ts = EPOCH_MS
     mask = " + ".join(f"bitShiftLeft(toUInt64({c}), {i})" for i, c in enumerate(conds))
     if query.order == "any":
         # For each step event as a window start: which steps occur in [t, t + window]?
@@ -558,8 +560,20 @@ def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compi
         "minIf(" + ts + ", step_mask = 1) AS t0_only",
         "GROUP BY person",
     )
-    # Time to convert: the greedy chain from the person's first step-1 event (the earliest
-    # later event of each next step), counted only where that chain fits the window.
+    per_person = (
+        f"SELECT breakdown, {level} AS level, evs "
+        f"FROM (SELECT funnel_level, breakdown, {evs} AS evs FROM ({inner}))"
+    )
+    return Compiled({"funnel": funnel_steps(per_person, len(conds), window)}, params.values)
+
+
+def funnel_steps(per_person: str, n: int, window: str) -> str:
+    """Persons per step and median times to convert, overall and per breakdown value, from
+    one row per person: (breakdown, level, evs), where `evs` are the person's (ms, step
+    mask) events that can follow their first step-1 event, sorted, starting with it.
+
+    Time to convert: the greedy chain from the person's first step-1 event (the earliest
+    later event of each next step), counted only where that chain fits the window."""
     chain = ["arrayFirstIndex(y -> bitTest(y.2, 0), evs) AS i1"]
     for k in range(2, n + 1):
         found = f"arrayFirstIndex(y -> bitTest(y.2, {k - 1}), arraySlice(evs, i{k - 1} + 1))"
@@ -572,17 +586,12 @@ def compile_funnel(*, scope: Scope, rng: TimeRange, query: FunnelQuery) -> Compi
             f"quantileExactInclusiveIf(0.5)(toFloat64(evs[i{k}].1 - evs[i{k - 1}].1) / 1000, "
             f"{ok}) AS t{k}"
         )
-    per_person = (
-        f"SELECT breakdown, {level} AS level, evs, {', '.join(chain)} "
-        f"FROM (SELECT funnel_level, breakdown, {evs} AS evs FROM ({inner}))"
-    )
-    outer = (
+    return (
         f"SELECT grouping(breakdown) AS g, breakdown, {', '.join(steps + times)} "
-        f"FROM ({per_person}) "
+        f"FROM (SELECT breakdown, level, evs, {', '.join(chain)} FROM ({per_person})) "
         "WHERE level >= 1 GROUP BY GROUPING SETS ((breakdown), ()) "
         "ORDER BY s1 DESC, breakdown"
     )
-    return Compiled({"funnel": outer}, params.values)
 
 
 # -- retention -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from sextant.analytics import queries as q
-from sextant.analytics.schemas import RetentionQuery
+from sextant.analytics.schemas import FunnelQuery, RetentionQuery
 from sextant.analytics.timerange import TimeRange, zone
 from sextant.core.eventstore import EventStore, EventStoreError
 
@@ -73,7 +73,13 @@ SUMMARY_DIMENSIONS = {
 }
 
 # The tables a build writes its rows to (all under one version per day).
-ROLLUP_TABLES = ("rollup_daily", "rollup_hourly", "rollup_api_daily", "rollup_person_days")
+ROLLUP_TABLES = (
+    "rollup_daily",
+    "rollup_hourly",
+    "rollup_api_daily",
+    "rollup_person_days",
+    "rollup_person_events",
+)
 
 # A build records `built_at` this long before it started reading: a write whose mark was
 # taken earlier is surely visible to the build (an insert commits well within it), and a
@@ -511,6 +517,37 @@ def _person_day_raw_rows(
     )
 
 
+def _person_event_raw_rows(
+    scope: q.Scope,
+    params: q.Params,
+    *,
+    start: datetime,
+    end: datetime,
+    group_bots: bool,
+    ranges: list[tuple[datetime, datetime]] | None = None,
+    only_days: str | None = None,
+    events: str | None = None,
+) -> str:
+    """When each person did each event on each local day of [start, end): day, event,
+    [is_bot,] person, times (ms since the epoch, sorted); with `events` (a bound array),
+    only those events. A person may appear once per linked id."""
+    extra = _narrowing(params, ranges, only_days)
+    if events is not None:
+        extra.append(f"e.event IN {events}")
+    return _mapped_raw_rows(
+        scope,
+        params,
+        start=start,
+        end=end,
+        group_bots=group_bots,
+        extra=extra,
+        whole_days=only_days is not None,
+        keys=[("day", "toDate(e.timestamp, {tz:String})"), ("event", "e.event")],
+        aggregates=[("times", f"groupArray({q.EPOCH_MS})")],
+        outer={"times": "arraySort({})"},
+    )
+
+
 # Every `api` event is named `$api_request` (ingest/event.py).
 API_COLUMNS = (
     "day, method, route, requests, errors, server_errors, duration_sum, duration_max, durations"
@@ -690,6 +727,11 @@ class RollupBuilder:
                     "rollup_api_daily",
                     f"is_bot, {API_COLUMNS}",
                     _api_raw_rows(scope, params, **span),
+                ),
+                (
+                    "rollup_person_events",
+                    "day, event, is_bot, person, times",
+                    _person_event_raw_rows(scope, params, **span),
                 ),
             ):
                 run(
@@ -1124,6 +1166,50 @@ class Plan:
             )
         return "(" + " UNION ALL ".join(parts) + ")"
 
+    def person_events(self, params: q.Params, events: list[str]) -> str:
+        """One subquery of (event, person, times) rows: when each person did each of `events`
+        on each local day of [start, end), persons mapped, times in the range only; a
+        person may have several rows per event and day (bots and not, linked ids, both
+        halves)."""
+        params.values.setdefault("project_id", self.scope.project_id)
+        params.values.setdefault("tz", self.scope.tz)
+        names = params.bind(events, "Array(String)")
+        bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
+        tenant = "r.project_id = {project_id:UUID} AND r.tz = {tz:String}"
+        parts = []
+        if self.clean:
+            parts.append(
+                "SELECT r.event AS event, r.person AS person, r.times AS times "
+                f"FROM rollup_person_events AS r WHERE {tenant} AND r.event IN {names} "
+                f"AND {builds_of(params, self.clean)} {bots}"
+            )
+        edges = self.person_edges()
+        if edges:
+            lo = params.bind(_ts(self.start), q.UTC64)
+            hi = params.bind(_ts(self.end), q.UTC64)
+            inside = (
+                f"arrayFilter(t -> t >= toUInt64(toUnixTimestamp64Milli({lo})) "
+                f"AND t < toUInt64(toUnixTimestamp64Milli({hi})), r.times)"
+            )
+            parts.append(
+                f"SELECT r.event AS event, r.person AS person, {inside} AS times "
+                f"FROM rollup_person_events AS r WHERE {tenant} AND r.event IN {names} "
+                f"AND {builds_of(params, edges)} {bots} AND notEmpty(times)"
+            )
+        ranges = self.person_raw_ranges()
+        if ranges:
+            raw = _person_event_raw_rows(
+                self.scope,
+                params,
+                start=ranges[0][0],
+                end=ranges[-1][1],
+                group_bots=False,
+                ranges=ranges if (self.clean or edges) else None,
+                events=names,
+            )
+            parts.append(f"SELECT event, person, times FROM ({raw})")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
     def api_rows(self, params: q.Params) -> str:
         """One subquery of API rollup rows (`API_COLUMNS`) over [start, end)."""
         params.values.setdefault("project_id", self.scope.project_id)
@@ -1337,3 +1423,66 @@ def compile_retention(p: Plan, rng: TimeRange, query: RetentionQuery) -> q.Compi
         )
         sql = q.retention_cohorts(per_person, query.interval, periods, last_day)
     return q.Compiled({"cohorts": sql}, params.values, dict(_ROLLUP_SETTINGS))
+
+
+def funnel_applies(query: FunnelQuery) -> bool:
+    """Whether `compile_funnel` answers this funnel: steps in order (other events between
+    them allowed), each one event by name without filters, the first step's event used by no
+    other step, no filters and no breakdown."""
+    first = query.steps[0].event
+    return (
+        query.order == "ordered"
+        and query.breakdown is None
+        and not query.filters
+        and all(step.event is not None and not step.filters for step in query.steps)
+        and first not in {step.event for step in query.steps[1:]}
+    )
+
+
+def compile_funnel(p: Plan, query: FunnelQuery) -> q.Compiled:
+    """`queries.compile_funnel` (ordered steps) from person-event rows.
+
+    Everyone who did step 1 counts for step 1 (`first_step`: the distinct persons of its
+    rows). Only the persons who did step 2 can go further, so only theirs get a timeline
+    (`funnel`): the level from windowFunnel over their step events, and the time-to-convert
+    chain from their first step-1 event through the later steps' events.
+    """
+    params = q.Params()
+    steps = [str(step.event) for step in query.steps]
+    window = params.bind(query.window_seconds * 1000, "UInt64")
+    first = params.bind(steps[0], "String")
+    # The step mask of each later event (an event may be several later steps).
+    masks: dict[str, int] = {}
+    for k, name in enumerate(steps[1:], start=1):
+        masks[name] = masks.get(name, 0) | (1 << k)
+    mask = (
+        "multiIf("
+        + ", ".join(
+            f"event = {params.bind(name, 'String')}, {bits}" for name, bits in masks.items()
+        )
+        + ", 0)"
+    )
+    conds = ", ".join(f"event = {params.bind(name, 'String')}" for name in steps)
+    rows = p.person_events(params, sorted(set(steps)))
+    candidates = f"SELECT person FROM {p.person_events(params, [steps[1]])}"
+    timelines = (
+        f"SELECT person, windowFunnel({window})(t, {conds}) AS level, "
+        f"minIf(t, event = {first}) AS t0, "
+        f"groupArrayIf((t, toUInt64({mask})), event != {first}) AS later "
+        f"FROM (SELECT * FROM {rows} WHERE person IN ({candidates})) ARRAY JOIN times AS t "
+        "GROUP BY person"
+    )
+    per_person = (
+        "SELECT '' AS breakdown, level, arraySort(arrayConcat([(t0, toUInt64(1))], "
+        f"arrayFilter(y -> y.1 >= t0 AND y.1 <= t0 + {window}, later))) AS evs "
+        f"FROM ({timelines})"
+    )
+    step_one = p.person_events(params, [steps[0]])
+    return q.Compiled(
+        {
+            "funnel": q.funnel_steps(per_person, len(steps), window),
+            "first_step": f"SELECT uniqExact(person) AS s1 FROM {step_one}",
+        },
+        params.values,
+        dict(_ROLLUP_SETTINGS),
+    )

@@ -659,7 +659,13 @@ class AnalyticsService:
     def _funnel(self, ctx: ProjectContext, query: FunnelQuery) -> dict[str, Any]:
         scope = self._scope(ctx, query.include_bots)
         rng = self._range(ctx, query, "day")
-        rows = self._run(q.compile_funnel(scope=scope, rng=rng, query=query), "funnel")
+        rows: list[dict[str, Any]] | None = None
+        if self.use_rollups and rollups.funnel_applies(query):
+            plan = self._plan(scope, rng.start, rng.end)
+            if plan.clean or plan.person_edges():
+                rows = self._rollup_funnel(plan, query)
+        if rows is None:
+            rows = self._run(q.compile_funnel(scope=scope, rng=rng, query=query), "funnel")
         n = len(query.steps)
         # grouping(breakdown) = 1 marks the grand-total row of GROUPING SETS ((breakdown), ()).
         overall = next((r for r in rows if int(r["g"]) == 1), None)
@@ -707,6 +713,19 @@ class AnalyticsService:
         if query.breakdown is not None:
             body["breakdown"] = [{"value": r["breakdown"], "steps": steps(r)} for r in per_group]
         return body
+
+    def _rollup_funnel(self, plan: rollups.Plan, query: FunnelQuery) -> list[dict[str, Any]]:
+        """The funnel's grand-total row from person-event rollups (no breakdown there)."""
+        found = self._run_all(rollups.compile_funnel(plan, query))
+        n = len(query.steps)
+        overall = next((r for r in found["funnel"] if int(r["g"]) == 1), None)
+        if overall is None:  # nobody got past step 1
+            overall = {"g": 1, "breakdown": ""}
+            overall.update({f"s{k}": 0 for k in range(2, n + 1)})
+            overall.update({f"t{k}": None for k in range(2, n + 1)})
+        # Step 1 counts everyone who did it, not only the persons who got a timeline.
+        overall["s1"] = int(found["first_step"][0]["s1"]) if found["first_step"] else 0
+        return [overall]
 
     @staticmethod
     def _fold_other(rows: list[dict[str, Any]], n: int, limit: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@
 --    cohorts are read from the rows of the range alone instead of every first occurrence ever
 --    stored, and their first and last event of the day, so the day a range ends inside is
 --    read from it too.
+-- 3. rollup_person_events holds when each person did each event on each day, for funnels.
 DROP TABLE IF EXISTS rollup_daily;
 CREATE TABLE rollup_daily
 (
@@ -79,6 +80,23 @@ CREATE TABLE rollup_person_days
 )
 ENGINE = MergeTree
 ORDER BY (project_id, tz, day, is_bot, person);
+
+-- When each person did each event on each local day (times in ms, sorted): funnels read
+-- the rows of their steps instead of every event, persons already mapped.
+CREATE TABLE IF NOT EXISTS rollup_person_events
+(
+    project_id  UUID,
+    tz          LowCardinality(String),
+    day         Date,
+    version     UInt64,
+    is_bot      UInt8,
+    event       LowCardinality(String),
+    person      UInt64,
+    times       Array(UInt64)
+)
+ENGINE = MergeTree
+ORDER BY (project_id, tz, event, day, person)
+SETTINGS index_granularity = 1024;
 
 -- A build's person-day rows wait here until every one has its first day.
 CREATE TABLE IF NOT EXISTS rollup_person_stage

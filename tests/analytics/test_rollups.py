@@ -16,6 +16,7 @@ import pytest
 from sextant.analytics import queries as q
 from sextant.analytics import rollups
 from sextant.analytics.schemas import SummaryQuery
+from sextant.analytics.timerange import zone
 from sextant.analytics.service import AnalyticsService
 from sextant.core.cache import MemoryCache
 from sextant.governance import service as governance
@@ -160,10 +161,18 @@ def test_rollups_answer_what_raw_events_answer(dataset: Factory, tz: str) -> Non
     assert result.days >= 14
     assert result.rows > 0
     assert _clean_days(d) >= 13  # the days wholly inside November 1-20 with events
-    # A range starting and ending inside built days reads their whole hours from hourly rows.
+    # A range starting inside a built day reads its whole hours in the range from hourly rows;
+    # today, built after its last event, ends inside the range and is read whole.
     scope = q.Scope(d.project_id, d.ctx.timezone, False, True)
     edges = rollups.plan(d.store, scope, datetime(2026, 11, 10, 15, 30, tzinfo=UTC), NOW)
-    assert {h.date() for h, _, _ in edges.hours()} >= {date(2026, 11, 10), date(2026, 11, 20)}
+    today = NOW.astimezone(zone(tz)).date()
+    assert date(2026, 11, 10) in {h.date() for h, _, _ in edges.hours()}
+    assert today in edges.clean
+    # Until its events reach past the end of the range.
+    earlier = rollups.plan(
+        d.store, scope, datetime(2026, 11, 10, 15, 30, tzinfo=UTC), NOW.replace(hour=9)
+    )
+    assert today not in earlier.clean
     assert _answers(d, d.service) == _answers(d, _raw(d)) == before
     assert _build(d).days == 0  # nothing written since: nothing to rebuild
 

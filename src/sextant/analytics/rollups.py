@@ -190,13 +190,15 @@ _BUILDS_BY_DAY = (
 # that build (one statement over the project's whole history: a row per written hour and per
 # built day is a few thousand rows a year).
 _DAY_STATES = (
-    "SELECT d, max(w) AS written, max(b) AS built, argMax(v, b) AS version "
+    "SELECT d, max(w) AS written, max(b) AS built, argMax(v, b) AS version, "
+    "argMax(f, b) AS first, argMax(l, b) AS last "
     "FROM (SELECT arrayJoin(arrayDistinct([toDate(hour, {tz:String}), "
     "toDate(hour + 3599, {tz:String})])) AS d, max(written_at) AS w, "
-    "toDateTime64(0, 3, 'UTC') AS b, toUInt64(0) AS v "
+    "toDateTime64(0, 3, 'UTC') AS b, toUInt64(0) AS v, b AS f, b AS l "
     "FROM rollup_writes WHERE project_id = {project_id:UUID} GROUP BY d "
     "UNION ALL SELECT day AS d, toDateTime64(0, 3, 'UTC') AS w, max(built_at) AS b, "
-    "argMax(version, built_at) AS v FROM rollup_builds "
+    "argMax(version, built_at) AS v, argMax(first_ts, built_at) AS f, "
+    "argMax(last_ts, built_at) AS l FROM rollup_builds "
     "WHERE project_id = {project_id:UUID} AND tz = {tz:String} GROUP BY d) "
     "GROUP BY d"
 )
@@ -210,6 +212,8 @@ class DayStates:
 
     written: dict[date, datetime]
     clean: dict[date, int]  # day -> the version of its latest build
+    # Clean day -> its first and last event (naive UTC), as its build saw them.
+    bounds: dict[date, tuple[datetime, datetime]] = field(default_factory=dict)
 
     def dirty_before(self, day: date) -> bool:
         """Whether a day before `day` was written after its build (or never built)."""
@@ -228,13 +232,16 @@ def day_states(store: EventStore, scope: q.Scope, *, connection: str | None = No
     ).rows
     written: dict[date, datetime] = {}
     clean: dict[date, int] = {}
-    for day, wrote, built, version in rows:
+    bounds: dict[date, tuple[datetime, datetime]] = {}
+    for day, wrote, built, version, first, last in rows:
         wrote, built = _naive(wrote), _naive(built)
         if wrote > _EPOCH:
             written[day] = wrote
         if built > _EPOCH and (wrote <= _EPOCH or wrote < built):
             clean[day] = int(version)
-    return DayStates(written, clean)
+            if _naive(first) > _EPOCH:
+                bounds[day] = (_naive(first), _naive(last))
+    return DayStates(written, clean, bounds)
 
 
 def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date, int]:
@@ -747,11 +754,15 @@ class RollupBuilder:
                         f"AND version = {v} "
                         "GROUP BY project_id, tz, day, version, is_bot, dim, value"
                     )
+            bounds = self._day_bounds(scope, version)
             self._write_person_days(scope, days, version)
             self.store.insert(
                 "rollup_builds",
-                [[project_id, tz, d, version, built_at] for d in days],
-                ["project_id", "tz", "day", "version", "built_at"],
+                [
+                    [project_id, tz, d, version, built_at, *bounds.get(d, (_EPOCH, _EPOCH))]
+                    for d in days
+                ],
+                ["project_id", "tz", "day", "version", "built_at", "first_ts", "last_ts"],
             )
             # Older versions of these days are never read again.
             for table in ROLLUP_TABLES:
@@ -821,6 +832,17 @@ class RollupBuilder:
             todo = sorted({row[0] for row in moved} - set(done))
             done = sorted({*done, *todo})
         return done
+
+    def _day_bounds(self, scope: q.Scope, version: int) -> dict[date, tuple[datetime, datetime]]:
+        """The first and last event of each staged day (bots included)."""
+        rows = self.store.query(
+            "SELECT day, min(first_ts), max(last_ts) FROM rollup_person_stage "
+            "WHERE project_id = {project_id:UUID} AND tz = {tz:String} AND version = {v:UInt64} "
+            "GROUP BY day",
+            {"project_id": scope.project_id, "tz": scope.tz, "v": version},
+            connection="rollups",
+        ).rows
+        return {row[0]: (_naive(row[1]), _naive(row[2])) for row in rows}
 
     def _write_person_days(self, scope: q.Scope, days: list[date], version: int) -> None:
         """The staged rows of this build with each person's first day, then the stage
@@ -1261,6 +1283,19 @@ def plan(
     }
     edges -= set(days)
     states = states or day_states(store, scope)
+    # A clean edge day whose events all lie inside the range (and on one side of the split)
+    # is read whole: typically today, built after its last event, up to now.
+    for day in sorted(edges):
+        found = states.bounds.get(day)
+        if day not in states.clean or found is None:
+            continue
+        first, last = (moment.replace(tzinfo=UTC) for moment in found)
+        if first < start or last >= end:
+            continue
+        if split is not None and split_day is not None and first < split <= last:
+            continue
+        days.append(day)
+        edges.discard(day)
     return Plan(
         scope,
         start,

@@ -10,6 +10,7 @@
 --    stored, and their first and last event of the day, so the day a range ends inside is
 --    read from it too.
 -- 3. rollup_person_events holds when each person did each event on each day, for funnels.
+-- 4. rollup_builds records each built day's first and last event.
 DROP TABLE IF EXISTS rollup_daily;
 CREATE TABLE rollup_daily
 (
@@ -83,7 +84,8 @@ ORDER BY (project_id, tz, day, is_bot, person);
 
 -- When each person did each event on each local day (times in ms, sorted): funnels read
 -- the rows of their steps instead of every event, persons already mapped.
-CREATE TABLE IF NOT EXISTS rollup_person_events
+DROP TABLE IF EXISTS rollup_person_events;
+CREATE TABLE rollup_person_events
 (
     project_id  UUID,
     tz          LowCardinality(String),
@@ -99,7 +101,8 @@ ORDER BY (project_id, tz, event, day, person)
 SETTINGS index_granularity = 1024;
 
 -- A build's person-day rows wait here until every one has its first day.
-CREATE TABLE IF NOT EXISTS rollup_person_stage
+DROP TABLE IF EXISTS rollup_person_stage;
+CREATE TABLE rollup_person_stage
 (
     project_id  UUID,
     tz          LowCardinality(String),
@@ -112,6 +115,11 @@ CREATE TABLE IF NOT EXISTS rollup_person_stage
 )
 ENGINE = MergeTree
 ORDER BY (project_id, tz, version, is_bot, person, day);
+
+-- The first and last event of each built day: a range that starts or ends inside a day that
+-- has no events outside it reads the whole day's rollup.
+ALTER TABLE rollup_builds ADD COLUMN IF NOT EXISTS first_ts DateTime64(3, 'UTC') DEFAULT toDateTime64(0, 3, 'UTC');
+ALTER TABLE rollup_builds ADD COLUMN IF NOT EXISTS last_ts DateTime64(3, 'UTC') DEFAULT toDateTime64(0, 3, 'UTC');
 
 TRUNCATE TABLE IF EXISTS rollup_api_daily;
 TRUNCATE TABLE IF EXISTS rollup_builds

@@ -16,8 +16,8 @@ import pytest
 from sextant.analytics import queries as q
 from sextant.analytics import rollups
 from sextant.analytics.schemas import SummaryQuery
-from sextant.analytics.timerange import zone
 from sextant.analytics.service import AnalyticsService
+from sextant.analytics.timerange import zone
 from sextant.core.cache import MemoryCache
 from sextant.governance import service as governance
 
@@ -152,7 +152,7 @@ def _clean_days(d: Any) -> int:
     return len(rollups.plan(d.store, scope, start, NOW).clean)
 
 
-@pytest.mark.parametrize("tz", ["Europe/Berlin", "Asia/Tokyo", "America/New_York"])
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "Asia/Tokyo", "America/New_York", "Asia/Kolkata"])
 def test_rollups_answer_what_raw_events_answer(dataset: Factory, tz: str) -> None:
     d = dataset(tz)
     _fill(d)
@@ -167,6 +167,11 @@ def test_rollups_answer_what_raw_events_answer(dataset: Factory, tz: str) -> Non
     edges = rollups.plan(d.store, scope, datetime(2026, 11, 10, 15, 30, tzinfo=UTC), NOW)
     today = NOW.astimezone(zone(tz)).date()
     assert date(2026, 11, 10) in {h.date() for h, _, _ in edges.hours()}
+    singles, blocks = edges.hour_pieces()
+    # Six-hour blocks where all their hours are wanted, single hours around them (in Kolkata
+    # the range starts 2.5 hours before that day ends).
+    assert bool(blocks) == (tz != "Asia/Kolkata")
+    assert len(singles) + 6 * len(blocks) == len(edges.hours())
     assert today in edges.clean
     # Until its events reach past the end of the range.
     earlier = rollups.plan(
@@ -461,3 +466,58 @@ def test_funnels_of_named_steps_are_read_from_person_event_rows(
     ):
         assert _strip(d.query(other)) == _strip(_raw(d).execute(d.ctx, _model(other)))
     assert calls == [3, 3, 2, 2]  # the other three never reached it
+
+
+def test_whole_weeks_are_read_in_blocks_of_up_to_four(dataset: Factory) -> None:
+    """Every day of September 28 - November 8 has events: its six weeks are read as one
+    aligned block of four (Sep 28 - Oct 25) and one of two, and the answers are the raw ones."""
+    d = dataset("UTC")
+    day = date(2026, 9, 28)
+    n = 0
+    while day <= date(2026, 11, 8):
+        for k in range(3):
+            n += 1
+            d.track("$pageview", f"w{n % 17}", f"{day.isoformat()} {8 + k * 3:02d}:00:00")
+        day = date.fromordinal(day.toordinal() + 1)
+    _build(d)
+    scope = q.Scope(d.project_id, "UTC", False, True)
+    p = rollups.plan(d.store, scope, datetime(2026, 9, 28, tzinfo=UTC), NOW)
+    assert rollups.week_blocks(p.clean) == {
+        (date(2026, 9, 28), 4): rollups.week_key(
+            [
+                (
+                    date.fromordinal(date(2026, 9, 28).toordinal() + i),
+                    p.clean[date.fromordinal(date(2026, 9, 28).toordinal() + i)],
+                )
+                for i in range(28)
+            ]
+        ),
+        (date(2026, 10, 26), 2): rollups.week_key(
+            [
+                (
+                    date.fromordinal(date(2026, 10, 26).toordinal() + i),
+                    p.clean[date.fromordinal(date(2026, 10, 26).toordinal() + i)],
+                )
+                for i in range(14)
+            ]
+        ),
+    }
+    stored = d.store.query(
+        "SELECT DISTINCT span FROM rollup_weekly WHERE project_id = {p:UUID} ORDER BY span",
+        {"p": d.project_id},
+    ).rows
+    assert [r[0] for r in stored] == [1, 2, 4]
+    for body in (
+        {"kind": "summary", "date_from": "2026-09-28", "date_to": "2026-11-09"},
+        {"kind": "trends", "interval": "week", "date_from": "2026-09-28", "series": [{}]},
+        {"kind": "breakdown", "property": "path", "date_from": "2026-10-12"},
+    ):
+        if body["kind"] == "summary":
+            model: Any = SummaryQuery(**{k: v for k, v in body.items() if k != "kind"})
+        elif body["kind"] == "breakdown":
+            from sextant.analytics.schemas import BreakdownStatsQuery
+
+            model = BreakdownStatsQuery(**{k: v for k, v in body.items() if k != "kind"})
+        else:
+            model = _model(body)
+        assert _strip(d.service.execute(d.ctx, model)) == _strip(_raw(d).execute(d.ctx, model))

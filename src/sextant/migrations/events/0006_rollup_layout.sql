@@ -36,6 +36,10 @@ CREATE TABLE rollup_hourly
     day         Date,
     version     UInt64,
     hour        DateTime('UTC'),
+    -- 1: the hour; 6: the six hours of the day from this one (the day's hours counted from
+    -- its first, in blocks of six), so a range starting or ending inside a day merges a few
+    -- blocks and single hours instead of up to 23 hours.
+    span        UInt8 DEFAULT 1,
     is_bot      UInt8,
     dim         LowCardinality(String),
     value       String,
@@ -43,7 +47,7 @@ CREATE TABLE rollup_hourly
     persons     AggregateFunction(uniqCombined64(13), UInt64)
 )
 ENGINE = MergeTree
-ORDER BY (project_id, tz, dim, day, hour, value)
+ORDER BY (project_id, tz, dim, day, span, hour, value)
 SETTINGS index_granularity = 32;
 
 DROP TABLE IF EXISTS rollup_weekly;
@@ -51,7 +55,10 @@ CREATE TABLE rollup_weekly
 (
     project_id  UUID,
     tz          LowCardinality(String),
+    -- The first Monday of 1, 2 or 4 whole weeks (`span`), aligned to multiples of the span
+    -- counted from 1970-01-05: four weeks of a range merge one to three rows, not four.
     week        Date,
+    span        UInt8 DEFAULT 1,
     key         UInt64,
     is_bot      UInt8,
     dim         LowCardinality(String),
@@ -60,7 +67,7 @@ CREATE TABLE rollup_weekly
     persons     AggregateFunction(uniqCombined64(13), UInt64)
 )
 ENGINE = MergeTree
-ORDER BY (project_id, tz, dim, week, value)
+ORDER BY (project_id, tz, dim, span, week, value)
 SETTINGS index_granularity = 32;
 
 DROP TABLE IF EXISTS rollup_person_days;

@@ -68,6 +68,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await governance_lifecycle.shutdown(app)
         await analytics_lifecycle.shutdown(app)
         await ingest_lifecycle.shutdown(app)
+        # The views' Buffer tables hold the last seconds of marks and first occurrences.
+        await run_in_threadpool(app.state.events.flush_buffers)
         app.state.db.dispose()
         log.info("stopped")
 

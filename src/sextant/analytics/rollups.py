@@ -353,6 +353,20 @@ class AliasMarks:
             return len(new)
 
 
+    def handled(self, project_id: str, until: datetime) -> None:
+        """Every link stored before `until` is reflected in the rollups (a build of every day
+        with links just started after them, as after an import): later syncs skip them."""
+        with self._lock:
+            self.store.command(
+                "INSERT INTO rollup_alias_marks (project_id, marked_to) "
+                "VALUES ({project_id:UUID}, {to:DateTime64(3, 'UTC')})",
+                {"project_id": project_id, "to": _ts(until)},
+            )
+            state = self._state.setdefault(project_id, _AliasState())
+            state.marked_to = _naive(until)
+            state.seen = {k for k in state.seen if _naive(k[1]) >= state.marked_to}
+
+
 _MARK_ALL = (
     "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
     "SELECT project_id, hour, now64(3, 'UTC') FROM rollup_writes "
@@ -376,11 +390,18 @@ def recover_buffers(store: EventStore, *, minutes: int = 10) -> None:
     """
     params = {"minutes": minutes}
     recent = "received_at >= now64(3, 'UTC') - toIntervalMinute({minutes:UInt32})"
+    # Only hours whose newest mark is older than their newest event (its mark was lost):
+    # re-marking the others would make clean days dirty for nothing (after `sextant demo`,
+    # every day it just built).
     store.command(
         "INSERT INTO rollup_writes_data (project_id, hour, written_at) "
-        "SELECT project_id, toStartOfHour(timestamp) AS hour, now64(3, 'UTC') FROM events "
-        f"WHERE {recent} GROUP BY project_id, hour",
+        "SELECT e.project_id, e.hour, now64(3, 'UTC') FROM (SELECT project_id, "
+        "toStartOfHour(timestamp) AS hour, max(received_at) AS received FROM events "
+        f"WHERE {recent} GROUP BY project_id, hour) AS e LEFT JOIN (SELECT project_id, hour, "
+        "max(written_at) AS written FROM rollup_writes GROUP BY project_id, hour) AS w "
+        "ON w.project_id = e.project_id AND w.hour = e.hour WHERE w.written < e.received",
         params,
+        settings=_ROLLUP_SETTINGS,
     )
     store.command(
         "INSERT INTO first_seen_data (project_id, event, is_bot, distinct_hash, first_ts) "

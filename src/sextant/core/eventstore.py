@@ -264,6 +264,17 @@ class EventStore:
         except Exception as exc:
             raise _wrap(exc) from exc
 
+    def flush_buffers(self) -> None:
+        """Write what the database's Buffer tables hold to their tables: Buffer rows live in
+        the process's memory, and an embedded store that closes (or a server process that
+        stops) would lose them."""
+        names = self.query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() "
+            "AND engine = 'Buffer'"
+        ).rows
+        for (name,) in names:
+            self.command(f"OPTIMIZE TABLE `{str(name).replace('`', '')}`")
+
     def ping(self) -> bool:
         try:
             return bool(self.query("SELECT 1").scalar() == 1)
@@ -271,6 +282,9 @@ class EventStore:
             return False
 
     def close(self) -> None:
+        if self.embedded:
+            with contextlib.suppress(EventStoreError):
+                self.flush_buffers()
         try:
             with self._named_lock:
                 named, self._named = self._named, {}

@@ -124,3 +124,29 @@ def test_demo_command(tmp_path: Path) -> None:
         assert db.execute("SELECT timezone FROM projects").fetchall() == [("Europe/Berlin",)]
         kinds = sorted(k for (k,) in db.execute("SELECT kind FROM api_keys"))
         assert kinds == ["read", "write"]
+    # What the views wrote through their Buffer tables reached the tables before the command
+    # exited (every id's first occurrence is stored), and the import's links count as handled
+    # (a server started next does not send every day back to raw events).
+    probe = (
+        "import sys\n"
+        "from sextant.core.eventstore import EventStore\n"
+        "s = EventStore(sys.argv[1])\n"
+        "print(*s.query('SELECT (SELECT uniqExact(event, is_bot, distinct_hash) "
+        "FROM first_seen_data), "
+        "(SELECT uniqExact(event, is_bot, distinct_id) FROM events), "
+        "(SELECT count() FROM person_aliases WHERE inserted_at >= "
+        "(SELECT max(marked_to) FROM rollup_alias_marks)), "
+        "(SELECT count() FROM person_aliases)').rows[0])\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe, f"chdb://{tmp_path / 'events'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert found.returncode == 0, found.stderr
+    firsts, combos, unhandled, links = (int(x) for x in found.stdout.split())
+    assert firsts == combos > 0
+    assert links > 0
+    assert unhandled == 0

@@ -352,7 +352,6 @@ class AliasMarks:
             state.seen = {k for k in state.seen | set(new) if _naive(k[1]) >= marked_to}
             return len(new)
 
-
     def handled(self, project_id: str, until: datetime) -> None:
         """Every link stored before `until` is reflected in the rollups (a build of every day
         with links just started after them, as after an import): later syncs skip them."""
@@ -896,12 +895,12 @@ class RollupBuilder:
 
     def _write_person_days(self, scope: q.Scope, days: list[date], version: int) -> None:
         """The staged rows of this build with each person's first day, then the stage
-        emptied."""
+        emptied (with what a crashed build of this project left there an hour ago)."""
         params = {"project_id": scope.project_id, "tz": scope.tz, "v": version, "days": days}
         self._run(_WRITE_PERSON_DAYS, params)
         self._run(
             "DELETE FROM rollup_person_stage WHERE project_id = {project_id:UUID} "
-            "AND tz = {tz:String} AND version = {v:UInt64}",
+            "AND tz = {tz:String} AND (version = {v:UInt64} OR version < {v:UInt64} - 3600000000)",
             params,
         )
 

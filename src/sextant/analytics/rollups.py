@@ -156,36 +156,20 @@ def week_key(days: list[tuple[date, int]]) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-WEEK_SPANS = (4, 2, 1)
-_FIRST_MONDAY = date(1970, 1, 5)
-
-
-def _block_days(monday: date, span: int) -> list[date]:
-    return [monday + timedelta(days=i) for i in range(7 * span)]
-
-
-def week_blocks(
-    clean: dict[date, int], split_day: date | None = None, *, longest: int = 4
-) -> dict[tuple[date, int], int]:
-    """{(Monday, span): key} of the fewest aligned blocks of 4, 2 or 1 whole weeks (at most
-    `longest`) covering the weeks whose days are all in `clean`, none straddling `split_day`
-    (the first day of the current period)."""
-    out: dict[tuple[date, int], int] = {}
-    covered: set[date] = set()
-    for span in (s for s in WEEK_SPANS if s <= longest):
-        for monday in sorted(clean):
-            if monday.weekday() != 0 or monday in covered:
-                continue
-            if ((monday - _FIRST_MONDAY).days // 7) % span:
-                continue
-            days = _block_days(monday, span)
-            if not all(d in clean and d not in covered for d in days):
-                continue
-            if split_day is not None and monday < split_day <= days[-1]:
-                continue
-            out[(monday, span)] = week_key([(d, clean[d]) for d in days])
-            covered.update(days)
-    return out
+def whole_weeks(clean: dict[date, int], split_day: date | None = None) -> dict[date, int]:
+    """{Monday: key} of the weeks whose seven days are all in `clean`, none straddling
+    `split_day` (the first day of the current period)."""
+    weeks = {}
+    for monday in clean:
+        if monday.weekday() != 0:
+            continue
+        days = [monday + timedelta(days=i) for i in range(7)]
+        if not all(d in clean for d in days):
+            continue
+        if split_day is not None and monday < split_day <= days[-1]:
+            continue
+        weeks[monday] = week_key([(d, clean[d]) for d in days])
+    return weeks
 
 
 # -- which days are clean ----------------------------------------------------------------------
@@ -905,60 +889,42 @@ class RollupBuilder:
         )
 
     def _build_weeks(self, scope: q.Scope, days: list[date]) -> None:
-        """Merge the blocks of 1, 2 and 4 weeks holding the rebuilt days whose days are now
-        all clean."""
-        blocks: dict[tuple[date, int], list[date]] = {}
-        for d in days:
-            monday = d - timedelta(days=d.weekday())
-            number = (monday - _FIRST_MONDAY).days // 7
-            for span in WEEK_SPANS:
-                first = _FIRST_MONDAY + timedelta(days=7 * (number - number % span))
-                blocks[(first, span)] = _block_days(first, span)
-        clean = clean_days(self.store, scope, sorted({d for b in blocks.values() for d in b}))
-        built = {
-            block: week_key([(d, clean[d]) for d in block_days])
-            for block, block_days in blocks.items()
-            if all(d in clean for d in block_days)
+        """Merge the weeks of the rebuilt days whose seven days are now all clean."""
+        mondays = sorted({d - timedelta(days=d.weekday()) for d in days})
+        week_days = [m + timedelta(days=i) for m in mondays for i in range(7)]
+        clean = clean_days(self.store, scope, week_days)
+        weeks = whole_weeks(clean)
+        if not weeks:
+            return
+        pairs = [
+            (d.isoformat(), clean[d]) for m in weeks for d in (m + timedelta(i) for i in range(7))
+        ]
+        params = {
+            "project_id": scope.project_id,
+            "tz": scope.tz,
+            "pairs": pairs,
+            "mondays": list(weeks),
+            "keys": list(weeks.values()),
         }
-        for span in WEEK_SPANS:
-            mine = {m: k for (m, s), k in built.items() if s == span}
-            if not mine:
-                continue
-            pairs = [(d.isoformat(), clean[d]) for m in mine for d in _block_days(m, span)]
-            # The Monday of the block a day falls in.
-            block_of = (
-                f"toDate('1970-01-05') + 7 * {span} * intDiv(intDiv(toUInt32(toMonday(day) - "
-                f"toDate('1970-01-05')), 7), {span})"
-            )
-            params = {
-                "project_id": scope.project_id,
-                "tz": scope.tz,
-                "pairs": pairs,
-                "mondays": list(mine),
-                "keys": list(mine.values()),
-                "span": span,
-            }
-            self.store.command(
-                "INSERT INTO rollup_weekly (project_id, tz, week, span, key, is_bot, dim, "
-                f"value, events, persons) SELECT {{project_id:UUID}}, {{tz:String}}, {block_of} "
-                "AS monday, {span:UInt8}, transform(monday, {mondays:Array(Date)}, "
-                "{keys:Array(UInt64)}, toUInt64(0)), is_bot, dim, value, sum(events), "
-                f"{HLL_MERGE_STATE}(persons) FROM rollup_daily "
-                "WHERE project_id = {project_id:UUID} AND tz = {tz:String} "
-                "AND (day, version) IN {pairs:Array(Tuple(Date, UInt64))} "
-                "GROUP BY monday, is_bot, dim, value",
-                params,
-                settings=_ROLLUP_SETTINGS,
-                connection="rollups",
-            )
-            # Merges of earlier builds of these blocks are never read again.
-            self.store.command(
-                "DELETE FROM rollup_weekly WHERE project_id = {project_id:UUID} "
-                "AND tz = {tz:String} AND span = {span:UInt8} AND week IN {mondays:Array(Date)} "
-                "AND key NOT IN {keys:Array(UInt64)}",
-                params,
-                connection="rollups",
-            )
+        self.store.command(
+            "INSERT INTO rollup_weekly (project_id, tz, week, key, is_bot, dim, value, events, "
+            "persons) SELECT {project_id:UUID}, {tz:String}, toMonday(day) AS monday, "
+            "transform(monday, {mondays:Array(Date)}, {keys:Array(UInt64)}, toUInt64(0)), "
+            f"is_bot, dim, value, sum(events), {HLL_MERGE_STATE}(persons) FROM rollup_daily "
+            "WHERE project_id = {project_id:UUID} AND tz = {tz:String} "
+            "AND (day, version) IN {pairs:Array(Tuple(Date, UInt64))} "
+            "GROUP BY monday, is_bot, dim, value",
+            params,
+            settings=_ROLLUP_SETTINGS,
+            connection="rollups",
+        )
+        # Merges of earlier builds of these weeks are never read again.
+        self.store.command(
+            "DELETE FROM rollup_weekly WHERE project_id = {project_id:UUID} AND tz = {tz:String} "
+            "AND week IN {mondays:Array(Date)} AND key NOT IN {keys:Array(UInt64)}",
+            params,
+            connection="rollups",
+        )
 
 
 class RollupScheduler:
@@ -1106,18 +1072,17 @@ class Plan:
         dims: Iterable[str],
         *,
         cur_start: datetime | None = None,
-        weeks: int = 0,
+        weeks: bool = False,
     ) -> str:
         """One subquery of (day, cur, dim, value, events, persons) rows over [start, end).
-        With `weeks` (for readers that need no finer day than that many weeks: 1 for weekly
-        buckets, 4 for readers of whole periods), whole clean weeks come from `rollup_weekly`
-        in blocks of up to that many weeks, one row per value dated on the block's Monday."""
+        With `weeks` (for readers that need no finer day than the week), whole clean weeks
+        come from `rollup_weekly` as one row per value dated on their Monday."""
         dims = list(dims)
         params.values.setdefault("project_id", self.scope.project_id)
         params.values.setdefault("tz", self.scope.tz)
         parts = []
-        whole = week_blocks(self.clean, self.split_day, longest=weeks) if weeks else {}
-        covered = {d for m, span in whole for d in _block_days(m, span)}
+        whole = whole_weeks(self.clean, self.split_day) if weeks else {}
+        covered = {m + timedelta(days=i) for m in whole for i in range(7)}
         daily = {d: v for d, v in self.clean.items() if d not in covered}
         dim_list = params.bind(dims, "Array(String)")
         first = None
@@ -1126,17 +1091,10 @@ class Plan:
                 cur_start.astimezone(zone(self.scope.tz)).date().isoformat(), "Date"
             )
         bots = "" if self.scope.include_bots else "AND r.is_bot = 0 "
-        sources = [
-            (
-                "rollup_weekly",
-                "week",
-                f"AND r.span = {span}",
-                {m: k for (m, s), k in whole.items() if s == span},
-            )
-            for span in WEEK_SPANS
-        ]
-        sources.append(("rollup_daily", "day", "", daily))
-        for table, column, span_cond, wanted in sources:
+        for table, column, wanted in (
+            ("rollup_weekly", "week", whole),
+            ("rollup_daily", "day", daily),
+        ):
             if not wanted:
                 continue
             version = "key" if table == "rollup_weekly" else "version"
@@ -1146,7 +1104,7 @@ class Plan:
                 f"SELECT r.{column} AS day, toUInt8({cur}) AS cur, r.dim AS dim, "
                 f"r.value AS value, r.events AS events, r.persons AS persons FROM {table} AS r "
                 "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
-                f"AND r.dim IN {dim_list} {span_cond} AND {builds} {bots}"
+                f"AND r.dim IN {dim_list} AND {builds} {bots}"
             )
         hours = self.hours()
         if hours:
@@ -1423,7 +1381,7 @@ def plan(
 
 def compile_summary(p: Plan, rng: TimeRange) -> q.Compiled:
     params = q.Params()
-    rows = p.rows(params, ["", *SUMMARY_DIMENSIONS.values()], cur_start=rng.start, weeks=4)
+    rows = p.rows(params, ["", *SUMMARY_DIMENSIONS.values()], cur_start=rng.start, weeks=True)
     sql = (
         f"SELECT cur, dim, value, sum(events) AS events, {HLL_MERGE}(persons) AS persons "
         f"FROM {rows} GROUP BY cur, dim, value"
@@ -1445,7 +1403,7 @@ def compile_trends(p: Plan, interval: str, events: list[str | None]) -> q.Compil
     params = q.Params()
     names = sorted({e for e in events if e is not None})
     dims = ([""] if None in events else []) + (["event"] if names else [])
-    rows = p.rows(params, dims, weeks=1 if interval == "week" else 0)
+    rows = p.rows(params, dims, weeks=interval == "week")
     wanted = ""
     if names:
         wanted = f"WHERE dim = '' OR value IN {params.bind(names, 'Array(String)')}"
@@ -1461,7 +1419,7 @@ def compile_breakdown(p: Plan, rng: TimeRange, dim: str, limit: int) -> q.Compil
     """Events and persons of the top `limit` values of this period, the rest as "$other",
     for both periods, in one statement (persons of the rest are merged, not added)."""
     params = q.Params()
-    rows = p.rows(params, [dim], cur_start=rng.start, weeks=4)
+    rows = p.rows(params, [dim], cur_start=rng.start, weeks=True)
     per_value = (
         f"SELECT cur, value, sum(events) AS events, {HLL_MERGE_STATE}(persons) AS s "
         f"FROM {rows} GROUP BY cur, value"

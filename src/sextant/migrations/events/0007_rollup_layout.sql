@@ -55,10 +55,7 @@ CREATE TABLE rollup_weekly
 (
     project_id  UUID,
     tz          LowCardinality(String),
-    -- The first Monday of 1, 2 or 4 whole weeks (`span`), aligned to multiples of the span
-    -- counted from 1970-01-05: four weeks of a range merge one to three rows, not four.
     week        Date,
-    span        UInt8 DEFAULT 1,
     key         UInt64,
     is_bot      UInt8,
     dim         LowCardinality(String),
@@ -67,7 +64,7 @@ CREATE TABLE rollup_weekly
     persons     AggregateFunction(uniqCombined64(13), UInt64)
 )
 ENGINE = MergeTree
-ORDER BY (project_id, tz, dim, span, week, value)
+ORDER BY (project_id, tz, dim, week, value)
 SETTINGS index_granularity = 32;
 
 DROP TABLE IF EXISTS rollup_person_days;

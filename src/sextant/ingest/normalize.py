@@ -3,6 +3,12 @@
 Hand-written checks instead of a Pydantic model per event: this runs for every event of
 every request, and plain dict access is several times faster (see benchmarks/ingest.py).
 Every check reports the field it is about, so a client can fix its payload.
+
+`Normalizer.block` runs a request's events through a fast path first: the common shapes
+(track, page and screen events with the usual context) written straight into the columns
+of an `EventBlock`. Anything it does not recognise, and every event with a problem, goes
+through `Normalizer.native`, the one place the rules and error messages are written down;
+the fast path must store exactly what `native` would (tests/ingest/test_fast_path.py).
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from sextant.ingest.block import NO_AGENT, EventBlock
 from sextant.ingest.enrich import (
     GeoResolver,
     IpHasher,
@@ -485,6 +493,307 @@ class Normalizer:
             raise InvalidEvent(errors)
         return row, aliases
 
+    def block(
+        self,
+        items: list[Any],
+        meta: RequestMeta,
+        *,
+        batch_context: dict[str, Any] | None = None,
+        day: str = "",
+    ) -> tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]]]:
+        """Validate and enrich a request's events: (the accepted block, links, rejections).
+
+        Rejections are `{"index": i, "errors": [...]}` by position in `items`.
+        """
+        project_id = meta.project_id
+        received = meta.received_ms
+        day = day or meta.day
+        block = EventBlock(project_id, received)
+        aliases: list[tuple[str, str]] = []
+        rejected: list[dict[str, Any]] = []
+        native = self.native
+        new_id = self._new_message_id
+        ip_columns = self._ip_columns
+        store_raw_ip = meta.store_raw_ip
+        header_agent = meta.user_agent
+        header_ip = meta.ip
+        request_sent = meta.sent_at_ms
+        latest = received + MAX_FUTURE_MS
+        prefix = f"{project_id}|"
+        keys = block.keys
+        key_positions = block.key_positions
+        rows = block.rows
+        add_message_id = block.message_id.append
+        add_event_id = block.event_id.append
+        add_type = block.type.append
+        add_event = block.event.append
+        add_timestamp = block.timestamp.append
+        add_distinct_id = block.distinct_id.append
+        add_user_id = block.user_id.append
+        add_anonymous_id = block.anonymous_id.append
+        add_session_id = block.session_id.append
+        add_title = block.title.append
+        add_locale = block.locale.append
+        add_width = block.screen_width.append
+        add_height = block.screen_height.append
+        add_library = block.library.append
+        add_library_version = block.library_version.append
+        add_properties = block.properties.append
+        page_index = block.page.index
+        page_values = block.page.values
+        add_page = block.page.positions.append
+        referrer_index = block.referrer.index
+        referrer_values = block.referrer.values
+        add_referrer = block.referrer.positions.append
+        agent_index = block.agent.index
+        agent_values = block.agent.values
+        add_agent = block.agent.positions.append
+        address_index = block.address.index
+        address_values = block.address.values
+        add_address = block.address.positions.append
+        dumps = orjson.dumps
+
+        for position, item in enumerate(items):
+            # -- the fast path: every check below mirrors one in `native`; anything else
+            # (other types, unusual values, any error) leaves it for `native`.
+            if item.__class__ is dict:
+                get = item.get
+                name: Any = None
+                kind = get("type", "track")
+                if kind == "track":
+                    name = get("event")
+                    if name.__class__ is not str or not 0 < len(name) <= MAX_NAME:
+                        kind = None
+                elif kind == "page":
+                    name = "$pageview"
+                elif kind == "screen":
+                    name = "$screen"
+                else:
+                    kind = None
+                user_id = get("user_id")
+                if user_id is None:
+                    user_id = ""
+                elif user_id.__class__ is not str or len(user_id) > MAX_ID:
+                    kind = None
+                anonymous_id = get("anonymous_id")
+                if anonymous_id is None:
+                    anonymous_id = ""
+                elif anonymous_id.__class__ is not str or len(anonymous_id) > MAX_ID:
+                    kind = None
+                message_id = get("message_id")
+                if message_id is None:
+                    message_id = ""
+                elif message_id.__class__ is not str or len(message_id) > MAX_MESSAGE_ID:
+                    kind = None
+                session_id = get("session_id")
+                if session_id is None:
+                    session_id = ""
+                elif session_id.__class__ is not str or len(session_id) > MAX_ID:
+                    kind = None
+                properties = get("properties")
+                if properties is not None and properties.__class__ is not dict:
+                    kind = None
+                context = get("context")
+                if context is not None and context.__class__ is not dict:
+                    kind = None
+                traits = get("traits")
+                if (
+                    (traits is not None and traits.__class__ is not dict)
+                    or get("api") is not None
+                    or get("web3") is not None
+                    or not (user_id or anonymous_id)
+                ):
+                    kind = None
+                if kind is not None:
+                    ts_raw = get("timestamp")
+                    sent_raw = get("sent_at")
+                    try:
+                        ts_ms = None if ts_raw is None else parse_timestamp(ts_raw, "timestamp")
+                        sent_ms = (
+                            request_sent
+                            if sent_raw is None
+                            else parse_timestamp(sent_raw, "sent_at")
+                        )
+                    except InvalidEvent:
+                        kind = None
+                    else:
+                        if ts_ms is None:
+                            timestamp = received
+                        elif sent_ms is not None and abs(received - sent_ms) > SKEW_TOLERANCE_MS:
+                            timestamp = ts_ms + round((received - sent_ms) / 1000) * 1000
+                        else:
+                            timestamp = ts_ms
+                        if timestamp > latest or timestamp < 0:
+                            kind = None
+                if kind is not None:
+                    if batch_context:
+                        context = {**batch_context, **context} if context else batch_context
+                    user_agent = header_agent
+                    ip = header_ip
+                    locale = title = url = referrer = path = library = library_version = ""
+                    width = height = 0
+                    if context:
+                        page = context.get("page")
+                        if page is not None and page.__class__ is not dict:
+                            kind = None
+                        elif page:
+                            url = page.get("url", "")
+                            if url is None:
+                                url = ""
+                            elif url.__class__ is not str:
+                                kind = None
+                            elif len(url) > MAX_TEXT:
+                                url = url[:MAX_TEXT]
+                            referrer = page.get("referrer", "")
+                            if referrer is None:
+                                referrer = ""
+                            elif referrer.__class__ is not str:
+                                kind = None
+                            elif len(referrer) > MAX_TEXT:
+                                referrer = referrer[:MAX_TEXT]
+                            title = page.get("title", "")
+                            if title is None:
+                                title = ""
+                            elif title.__class__ is not str:
+                                kind = None
+                            elif len(title) > 1024:
+                                title = title[:1024]
+                            path = page.get("path", "")
+                            if path is None:
+                                path = ""
+                            elif path.__class__ is not str:
+                                kind = None
+                            elif len(path) > 2048:
+                                path = path[:2048]
+                        campaign = context.get("campaign")
+                        if campaign is not None and (campaign.__class__ is not dict or campaign):
+                            kind = None
+                        value = context.get("userAgent")
+                        if isinstance(value, str) and value:
+                            user_agent = value
+                        value = context.get("ip")
+                        if isinstance(value, str) and value:
+                            ip = value[:64]
+                        value = context.get("locale")
+                        if isinstance(value, str) and value:
+                            locale = value[:32]
+                        screen = context.get("screen")
+                        if screen is not None and screen.__class__ is not dict:
+                            kind = None
+                        elif screen:
+                            width = screen.get("width", 0)
+                            if width is None:
+                                width = 0
+                            elif width.__class__ is not int or not 0 <= width <= 65535:
+                                kind = None
+                            height = screen.get("height", 0)
+                            if height is None:
+                                height = 0
+                            elif height.__class__ is not int or not 0 <= height <= 65535:
+                                kind = None
+                        value = context.get("library")
+                        if isinstance(value, dict):
+                            library = value.get("name", "")
+                            if library is None:
+                                library = ""
+                            elif library.__class__ is not str:
+                                kind = None
+                            elif len(library) > 64:
+                                library = library[:64]
+                            library_version = value.get("version", "")
+                            if library_version is None:
+                                library_version = ""
+                            elif library_version.__class__ is not str:
+                                kind = None
+                            elif len(library_version) > 32:
+                                library_version = library_version[:32]
+                    if kind is not None and properties:
+                        if kind != "track":  # Segment puts a page call's fields there
+                            url = url or _text(properties.get("url"))
+                            referrer = referrer or _text(properties.get("referrer"))
+                            title = title or _text(properties.get("title"), 1024)
+                            path = path or _text(properties.get("path"), 2048)
+                        try:
+                            encoded: str | bytes = dumps(properties)
+                        except (TypeError, orjson.JSONEncodeError):
+                            kind = None
+                    else:
+                        encoded = ""
+                if kind is not None:
+                    if not title:
+                        page_name = get("name")
+                        if isinstance(page_name, str):
+                            title = page_name[:1024]
+                    # -- accepted: from here on nothing can fail.
+                    if message_id:
+                        event_id = event_uuid(project_id, message_id)
+                        keys.append(prefix + message_id)
+                        key_positions.append(len(block.message_id))
+                    else:
+                        message_id = event_id = new_id()
+                    if user_id and anonymous_id and anonymous_id != user_id:
+                        aliases.append((anonymous_id, user_id))
+                    add_message_id(message_id)
+                    add_event_id(event_id)
+                    add_type(kind)
+                    add_event(name)
+                    add_timestamp(timestamp)
+                    add_distinct_id(user_id or anonymous_id)
+                    add_user_id(user_id)
+                    add_anonymous_id(anonymous_id)
+                    add_session_id(session_id)
+                    add_title(title)
+                    add_locale(locale)
+                    add_width(width)
+                    add_height(height)
+                    add_library(library)
+                    add_library_version(library_version)
+                    add_properties(encoded)
+                    key = url if not path else (url, path)
+                    index = page_index.get(key)
+                    if index is None:
+                        index = page_index[key] = len(page_values)
+                        page_values.append(_page_values(url, path))
+                    add_page(index)
+                    index = referrer_index.get(referrer)
+                    if index is None:
+                        index = referrer_index[referrer] = len(referrer_values)
+                        referrer_values.append((referrer, referrer_domain(referrer)))
+                    add_referrer(index)
+                    index = agent_index.get(user_agent)
+                    if index is None:
+                        index = agent_index[user_agent] = len(agent_values)
+                        agent_values.append(_agent_values(user_agent))
+                    add_agent(index)
+                    index = address_index.get(ip)
+                    if index is None:
+                        index = address_index[ip] = len(address_values)
+                        found = ip_columns(project_id, ip, day)
+                        address_values.append(
+                            (
+                                found["ip_hash"],
+                                found.get("country", ""),
+                                found.get("region", ""),
+                                found.get("city", ""),
+                                ip if store_raw_ip else "",
+                            )
+                        )
+                    add_address(index)
+                    continue
+            # -- everything else: the full rules, with their error messages.
+            try:
+                row, links = native(item, meta, batch_context=batch_context, day=day)
+            except InvalidEvent as exc:
+                rejected.append({"index": position, "errors": exc.errors})
+                continue
+            if _client_id(item):
+                keys.append(prefix + row["message_id"])
+                key_positions.append(~len(rows))
+            rows.append(row)
+            if links:
+                aliases.extend(links)
+        return block, aliases, rejected
+
     @staticmethod
     def _api(api: Any, row: Row, errors: list[str]) -> None:
         if not isinstance(api, dict):
@@ -566,6 +875,45 @@ class Normalizer:
         status = web3.get("status")
         if status is not None:
             row["tx_status"] = _text(status, 32)
+
+
+def _client_id(item: Any) -> bool:
+    """Whether the client sent the message id (one the server generated needs no dedup)."""
+    value = item.get("message_id") if isinstance(item, dict) else None
+    return value is not None and value != ""
+
+
+@lru_cache(maxsize=10_000)
+def _page_values(url: str, path: str) -> tuple[str, ...]:
+    """The page columns (`block.PAGE_COLUMNS`) of a URL and an explicit path, as `native`."""
+    columns = url_columns(url) if url else {}
+    return (
+        columns.get("url", ""),
+        columns.get("host", ""),
+        path or columns.get("path", ""),
+        columns.get("utm_source", ""),
+        columns.get("utm_medium", ""),
+        columns.get("utm_campaign", ""),
+        columns.get("utm_term", ""),
+        columns.get("utm_content", ""),
+        columns.get("click_id", ""),
+    )
+
+
+@lru_cache(maxsize=10_000)
+def _agent_values(user_agent: str) -> tuple[Any, ...]:
+    """The user-agent columns (`block.AGENT_COLUMNS`) of a User-Agent, as `native` stores."""
+    if not user_agent:
+        return NO_AGENT
+    columns = user_agent_columns(user_agent)
+    return (
+        columns["browser"],
+        columns["browser_version"],
+        columns["os"],
+        columns["os_version"],
+        columns["device_type"],
+        columns.get("is_bot", 0),
+    )
 
 
 _SEGMENT_KEYS = {

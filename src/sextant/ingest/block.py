@@ -165,7 +165,8 @@ class EventBlock:
         self.page = Family(NO_PAGE)
         self.referrer = Family(NO_REFERRER)
         self.agent = Family(NO_AGENT)
-        self.address = Family(NO_ADDRESS)
+        # Per event (cached tuples): a batch's events often come from as many addresses.
+        self.address: list[tuple[str, ...]] = []
         self.rows: list[Row] = []
         # Dedup keys (`project|message id`) of the events whose client sent a message id,
         # and where each event is: >= 0 a fast-path event, < 0 row `~position`. A message id
@@ -195,10 +196,10 @@ class EventBlock:
         fast_keep = [i for i in range(self.fast_count) if i not in positions]
         slow_keep = [i for i in range(len(self.rows)) if ~i not in positions]
         if len(fast_keep) < self.fast_count:
-            for name in OWN_COLUMNS:
+            for name in (*OWN_COLUMNS, "address"):
                 values = getattr(self, name)
                 setattr(self, name, [values[i] for i in fast_keep])
-            for family in (self.page, self.referrer, self.agent, self.address):
+            for family in (self.page, self.referrer, self.agent):
                 family.positions = [family.positions[i] for i in fast_keep]
         if len(slow_keep) < len(self.rows):
             self.rows = [self.rows[i] for i in slow_keep]
@@ -252,10 +253,11 @@ def _family_columns(
         return {}
     indices = pa.array(positions, pa.int32())
     columns: dict[str, pa.Array] = {}
-    for name, column in zip(names, zip(*values, strict=True), strict=True):
+    for number, name in enumerate(names):
+        column = [value[number] for value in values]
         if column.count(COLUMN_DEFAULTS.get(name, "")) == len(column):
             continue  # no event sets it: ClickHouse fills the default
-        columns[name] = pc.take(_array(name, list(column)), indices)
+        columns[name] = pc.take(_array(name, column), indices)
     return columns
 
 
@@ -295,7 +297,11 @@ def _fast_columns(blocks: Sequence[EventBlock]) -> dict[str, pa.Array]:
     columns.update(_family_columns(blocks, lambda b: b.page, PAGE_COLUMNS))
     columns.update(_family_columns(blocks, lambda b: b.referrer, REFERRER_COLUMNS))
     columns.update(_family_columns(blocks, lambda b: b.agent, AGENT_COLUMNS))
-    columns.update(_family_columns(blocks, lambda b: b.address, ADDRESS_COLUMNS))
+    addresses = list(chain.from_iterable(block.address for block in blocks))
+    for number, name in enumerate(ADDRESS_COLUMNS):
+        column = [address[number] for address in addresses]  # (zip(*...) is slower)
+        if column.count("") != len(column):
+            columns[name] = _array(name, column)
     return columns
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from sextant.ingest.block import NO_AGENT, EventBlock
+from sextant.ingest.block import NO_ADDRESS, NO_AGENT, EventBlock
 from sextant.ingest.enrich import (
     GeoResolver,
     IpHasher,
@@ -89,12 +89,9 @@ def parse_timestamp(value: Any, field: str) -> int:
     text = value.strip()
     if len(text) >= 10 and text[4] == "-":  # ISO 8601 date first: the common case
         try:
-            parsed = dt.datetime.fromisoformat(text)
+            return iso_ms(text)
         except ValueError:
             raise InvalidEvent([f"{field}: {value[:40]!r} is not an ISO 8601 timestamp"]) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return round(parsed.timestamp() * 1000)
     try:
         number = float(text)
     except ValueError:
@@ -102,6 +99,24 @@ def parse_timestamp(value: Any, field: str) -> int:
             [f"{field}: {value[:40]!r} is not an ISO 8601 timestamp or a number"]
         ) from None
     return _number_ms(number, field)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def iso_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 timestamp (UTC unless it says otherwise).
+
+    `round(parsed.timestamp() * 1000)`, computed as `timestamp()` does (the exact number of
+    microseconds since the epoch divided by 10**6) without its slow `utcoffset` calls.
+    """
+    parsed = _fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    delta = parsed - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return round(micros / 1_000_000 * 1000)
 
 
 def _number_ms(number: float, field: str) -> int:
@@ -212,14 +227,17 @@ class Normalizer:
         # (project, ip, day) -> geo + IP hash columns: a visitor's events repeat them.
         self._ip_cache: dict[tuple[str, str, str], dict[str, str]] = {}
         self._spare_ids: list[str] = []
+        self._address_tables: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
 
     def _new_message_id(self) -> str:
         """`new_message_id()`, drawn 256 at a time: one random number per 256 events."""
-        spare = self._spare_ids
-        if not spare:
-            text = f"{_ids.getrandbits(128 * 256):08192x}"
-            spare.extend([text[i : i + 32] for i in range(0, 8192, 32)])
-        return spare.pop()
+        if not self._spare_ids:
+            self._refill_ids()
+        return self._spare_ids.pop()
+
+    def _refill_ids(self) -> None:
+        text = f"{_ids.getrandbits(128 * 256):08192x}"
+        self._spare_ids.extend([text[i : i + 32] for i in range(0, 8192, 32)])
 
     def _ip_columns(self, project_id: str, ip: str, day: str) -> dict[str, str]:
         key = (project_id, ip, day)
@@ -237,6 +255,30 @@ class Normalizer:
                 found["city"] = geo.city
             self._ip_cache[key] = found
         return found
+
+    def _addresses(self, project_id: str, day: str) -> dict[str, tuple[str, ...]]:
+        """Client address -> the address columns (`block.ADDRESS_COLUMNS`) of one project's
+        day, as `native` stores them (with `ip` left empty), cached."""
+        key = (project_id, day)
+        table = self._address_tables.get(key)
+        if table is None:
+            if len(self._address_tables) >= 1_000:
+                self._address_tables.clear()
+            table = self._address_tables[key] = {"": NO_ADDRESS}
+        elif len(table) >= 50_000:
+            table.clear()
+            table[""] = NO_ADDRESS
+        return table
+
+    def _address_values(self, project_id: str, ip: str, day: str) -> tuple[str, ...]:
+        found = self._ip_columns(project_id, ip, day)
+        return (
+            found["ip_hash"],
+            found.get("country", ""),
+            found.get("region", ""),
+            found.get("city", ""),
+            "",
+        )
 
     def native(
         self,
@@ -512,8 +554,8 @@ class Normalizer:
         aliases: list[tuple[str, str]] = []
         rejected: list[dict[str, Any]] = []
         native = self.native
-        new_id = self._new_message_id
-        ip_columns = self._ip_columns
+        refill_ids = self._refill_ids
+        spare_ids = self._spare_ids
         store_raw_ip = meta.store_raw_ip
         header_agent = meta.user_agent
         header_ip = meta.ip
@@ -548,9 +590,9 @@ class Normalizer:
         agent_index = block.agent.index
         agent_values = block.agent.values
         add_agent = block.agent.positions.append
-        address_index = block.address.index
-        address_values = block.address.values
-        add_address = block.address.positions.append
+        addresses = self._addresses(project_id, day)
+        address_values = self._address_values
+        add_address = block.address.append
         dumps = orjson.dumps
 
         for position, item in enumerate(items):
@@ -608,13 +650,18 @@ class Normalizer:
                     ts_raw = get("timestamp")
                     sent_raw = get("sent_at")
                     try:
-                        ts_ms = None if ts_raw is None else parse_timestamp(ts_raw, "timestamp")
+                        if ts_raw is None:
+                            ts_ms = None
+                        elif ts_raw.__class__ is str and len(ts_raw) >= 10 and ts_raw[4] == "-":
+                            ts_ms = iso_ms(ts_raw)  # what parse_timestamp does with it
+                        else:
+                            ts_ms = parse_timestamp(ts_raw, "timestamp")
                         sent_ms = (
                             request_sent
                             if sent_raw is None
                             else parse_timestamp(sent_raw, "sent_at")
                         )
-                    except InvalidEvent:
+                    except (InvalidEvent, ValueError):
                         kind = None
                     else:
                         if ts_ms is None:
@@ -730,7 +777,9 @@ class Normalizer:
                         keys.append(prefix + message_id)
                         key_positions.append(len(block.message_id))
                     else:
-                        message_id = event_id = new_id()
+                        if not spare_ids:
+                            refill_ids()
+                        message_id = event_id = spare_ids.pop()
                     if user_id and anonymous_id and anonymous_id != user_id:
                         aliases.append((anonymous_id, user_id))
                     add_message_id(message_id)
@@ -765,20 +814,10 @@ class Normalizer:
                         index = agent_index[user_agent] = len(agent_values)
                         agent_values.append(_agent_values(user_agent))
                     add_agent(index)
-                    index = address_index.get(ip)
-                    if index is None:
-                        index = address_index[ip] = len(address_values)
-                        found = ip_columns(project_id, ip, day)
-                        address_values.append(
-                            (
-                                found["ip_hash"],
-                                found.get("country", ""),
-                                found.get("region", ""),
-                                found.get("city", ""),
-                                ip if store_raw_ip else "",
-                            )
-                        )
-                    add_address(index)
+                    address = addresses.get(ip)
+                    if address is None:
+                        address = addresses[ip] = address_values(project_id, ip, day)
+                    add_address((*address[:4], ip) if store_raw_ip else address)
                     continue
             # -- everything else: the full rules, with their error messages.
             try:

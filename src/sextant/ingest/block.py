@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sextant.ingest.event import Row
+from sextant.ingest.event import EVENT_COLUMNS, Row
 
 # Arrow types of the `events` columns (ClickHouse casts each to the column's type on insert:
 # strings to UUID, LowCardinality and UInt256; timestamps are epoch milliseconds).
@@ -112,40 +112,12 @@ class Family:
         self.positions: list[int] = []
 
 
-class EventBlock:
-    """One request's accepted events: fast-path columns plus normalised rows."""
+class Columns:
+    """The fast path's events of one request: a list per own column, and the families."""
 
-    __slots__ = (
-        "address",
-        "agent",
-        "anonymous_id",
-        "distinct_id",
-        "event",
-        "event_id",
-        "key_positions",
-        "keys",
-        "library",
-        "library_version",
-        "locale",
-        "message_id",
-        "page",
-        "project_id",
-        "properties",
-        "received_ms",
-        "referrer",
-        "rows",
-        "screen_height",
-        "screen_width",
-        "session_id",
-        "timestamp",
-        "title",
-        "type",
-        "user_id",
-    )
+    __slots__ = (*OWN_COLUMNS, "address", "agent", "page", "referrer")
 
-    def __init__(self, project_id: str, received_ms: int) -> None:
-        self.project_id = project_id
-        self.received_ms = received_ms
+    def __init__(self) -> None:
         self.message_id: list[str] = []
         self.event_id: list[str] = []
         self.type: list[str] = []
@@ -167,6 +139,28 @@ class EventBlock:
         self.agent = Family(NO_AGENT)
         # Per event (cached tuples): a batch's events often come from as many addresses.
         self.address: list[tuple[str, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.message_id)
+
+    def keep(self, positions: list[int]) -> None:
+        """Keep only the events at `positions` (ascending)."""
+        for name in (*OWN_COLUMNS, "address"):
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in positions])
+        for family in (self.page, self.referrer, self.agent):
+            family.positions = [family.positions[i] for i in positions]
+
+
+class EventBlock:
+    """One request's accepted events: fast-path columns (if any) plus normalised rows."""
+
+    __slots__ = ("columns", "key_positions", "keys", "project_id", "received_ms", "rows")
+
+    def __init__(self, project_id: str, received_ms: int) -> None:
+        self.project_id = project_id
+        self.received_ms = received_ms
+        self.columns: Columns | None = None
         self.rows: list[Row] = []
         # Dedup keys (`project|message id`) of the events whose client sent a message id,
         # and where each event is: >= 0 a fast-path event, < 0 row `~position`. A message id
@@ -186,21 +180,17 @@ class EventBlock:
 
     @property
     def fast_count(self) -> int:
-        return len(self.message_id)
+        return 0 if self.columns is None else len(self.columns)
 
     def __len__(self) -> int:
-        return len(self.message_id) + len(self.rows)
+        return self.fast_count + len(self.rows)
 
     def without(self, positions: set[int]) -> None:
         """Drop the events at `positions` (as in `key_positions`): retries already stored."""
         fast_keep = [i for i in range(self.fast_count) if i not in positions]
         slow_keep = [i for i in range(len(self.rows)) if ~i not in positions]
-        if len(fast_keep) < self.fast_count:
-            for name in (*OWN_COLUMNS, "address"):
-                values = getattr(self, name)
-                setattr(self, name, [values[i] for i in fast_keep])
-            for family in (self.page, self.referrer, self.agent):
-                family.positions = [family.positions[i] for i in fast_keep]
+        if self.columns is not None and len(fast_keep) < len(self.columns):
+            self.columns.keep(fast_keep)
         if len(slow_keep) < len(self.rows):
             self.rows = [self.rows[i] for i in slow_keep]
         fast_moved = {old: new for new, old in enumerate(fast_keep)}
@@ -233,8 +223,8 @@ def _repeat(
 
 
 def _family_columns(
-    blocks: Sequence[EventBlock],
-    family_of: Callable[[EventBlock], Family],
+    blocks: Sequence[Columns],
+    family_of: Callable[[Columns], Family],
     names: tuple[str, ...],
 ) -> dict[str, pa.Array]:
     positions: list[int] = []
@@ -269,15 +259,19 @@ def _timestamp_ms(value: Any) -> int:
 
 
 def _row_columns(rows: list[Row], received: list[int]) -> dict[str, pa.Array]:
-    names: dict[str, None] = {}
+    present: set[str] = set()
     for row in rows:
-        names.update(dict.fromkeys(row))
+        present.update(row)
     columns: dict[str, pa.Array] = {}
-    for name in names:
+    for name in [name for name in EVENT_COLUMNS if name in present]:
         default = COLUMN_DEFAULTS.get(name, "")
         values = [row.get(name, default) for row in rows]
         if COLUMN_TYPES.get(name) is _TIMESTAMP:
-            values = [_timestamp_ms(v) for v in values]
+            try:
+                columns[name] = _array(name, values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                columns[name] = _array(name, [_timestamp_ms(v) for v in values])
+            continue
         columns[name] = _array(name, values)
     if "received_at" not in columns:
         columns["received_at"] = _array("received_at", received)
@@ -289,15 +283,16 @@ def _fast_columns(blocks: Sequence[EventBlock]) -> dict[str, pa.Array]:
         "project_id": pa.array(_repeat(blocks, lambda b: b.project_id, True), _STRING),
         "received_at": _array("received_at", _repeat(blocks, lambda b: b.received_ms, True)),
     }
+    parts = [block.columns for block in blocks if block.columns is not None]
     for name in OWN_COLUMNS:
-        values = list(chain.from_iterable(getattr(block, name) for block in blocks))
+        values = list(chain.from_iterable(getattr(part, name) for part in parts))
         if name in _OPTIONAL and values.count(COLUMN_DEFAULTS.get(name, "")) == len(values):
             continue  # no event sets it: ClickHouse fills the default
         columns[name] = _array(name, values)
-    columns.update(_family_columns(blocks, lambda b: b.page, PAGE_COLUMNS))
-    columns.update(_family_columns(blocks, lambda b: b.referrer, REFERRER_COLUMNS))
-    columns.update(_family_columns(blocks, lambda b: b.agent, AGENT_COLUMNS))
-    addresses = list(chain.from_iterable(block.address for block in blocks))
+    columns.update(_family_columns(parts, lambda part: part.page, PAGE_COLUMNS))
+    columns.update(_family_columns(parts, lambda part: part.referrer, REFERRER_COLUMNS))
+    columns.update(_family_columns(parts, lambda part: part.agent, AGENT_COLUMNS))
+    addresses = list(chain.from_iterable(part.address for part in parts))
     for number, name in enumerate(ADDRESS_COLUMNS):
         column = [address[number] for address in addresses]  # (zip(*...) is slower)
         if column.count("") != len(column):
@@ -320,7 +315,7 @@ def _padded(columns: dict[str, pa.Array], names: Iterable[str], count: int) -> d
 
 def build_table(blocks: Sequence[EventBlock]) -> pa.Table | None:
     """The events of `blocks` as one Arrow table (only the columns some event sets)."""
-    fast = [block for block in blocks if block.message_id]
+    fast = [block for block in blocks if block.fast_count]
     slow = [block for block in blocks if block.rows]
     parts: list[tuple[dict[str, pa.Array], int]] = []
     if fast:

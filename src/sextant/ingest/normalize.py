@@ -17,13 +17,14 @@ import datetime as dt
 import hashlib
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from sextant.ingest.block import NO_ADDRESS, NO_AGENT, EventBlock
+from sextant.ingest.block import NO_ADDRESS, NO_AGENT, Columns, EventBlock
 from sextant.ingest.enrich import (
     GeoResolver,
     IpHasher,
@@ -32,7 +33,7 @@ from sextant.ingest.enrich import (
     url_columns,
     user_agent_columns,
 )
-from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row, format_ms
+from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row
 
 MAX_NAME = 200
 MAX_ID = 256
@@ -44,6 +45,8 @@ MAX_FUTURE_MS = 24 * 3600 * 1000
 # identical, which ReplacingMergeTree needs to collapse the copies.
 SKEW_TOLERANCE_MS = 60_000
 MAX_UINT256 = (1 << 256) - 1
+# Requests with fewer events skip the fast path (see `Normalizer.block`).
+FAST_PATH_MIN_EVENTS = 8
 MAX_UINT64 = (1 << 64) - 1
 
 _HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -72,7 +75,6 @@ class RequestMeta:
     ip: str
     user_agent: str = ""
     sent_at_ms: int | None = None
-    received_text: str = ""  # received_ms formatted once per request
 
     @property
     def day(self) -> str:
@@ -394,8 +396,8 @@ class Normalizer:
             "message_id": message_id,
             "type": kind,
             "event": name,
-            "timestamp": format_ms(timestamp),
-            "received_at": meta.received_text or format_ms(received),
+            "timestamp": timestamp,
+            "received_at": received,
             "distinct_id": user_id or anonymous_id,
         }
         if user_id:
@@ -553,7 +555,10 @@ class Normalizer:
         block = EventBlock(project_id, received)
         aliases: list[tuple[str, str]] = []
         rejected: list[dict[str, Any]] = []
-        native = self.native
+        if len(items) < FAST_PATH_MIN_EVENTS:
+            # A few events: rows are cheaper than setting up (and later merging) columns.
+            self._rows(items, meta, batch_context, day, block, aliases, rejected)
+            return block, aliases, rejected
         refill_ids = self._refill_ids
         spare_ids = self._spare_ids
         store_raw_ip = meta.store_raw_ip
@@ -564,35 +569,36 @@ class Normalizer:
         prefix = f"{project_id}|"
         keys = block.keys
         key_positions = block.key_positions
-        rows = block.rows
-        add_message_id = block.message_id.append
-        add_event_id = block.event_id.append
-        add_type = block.type.append
-        add_event = block.event.append
-        add_timestamp = block.timestamp.append
-        add_distinct_id = block.distinct_id.append
-        add_user_id = block.user_id.append
-        add_anonymous_id = block.anonymous_id.append
-        add_session_id = block.session_id.append
-        add_title = block.title.append
-        add_locale = block.locale.append
-        add_width = block.screen_width.append
-        add_height = block.screen_height.append
-        add_library = block.library.append
-        add_library_version = block.library_version.append
-        add_properties = block.properties.append
-        page_index = block.page.index
-        page_values = block.page.values
-        add_page = block.page.positions.append
-        referrer_index = block.referrer.index
-        referrer_values = block.referrer.values
-        add_referrer = block.referrer.positions.append
-        agent_index = block.agent.index
-        agent_values = block.agent.values
-        add_agent = block.agent.positions.append
+        columns = block.columns = Columns()
+        message_ids = columns.message_id
+        add_message_id = message_ids.append
+        add_event_id = columns.event_id.append
+        add_type = columns.type.append
+        add_event = columns.event.append
+        add_timestamp = columns.timestamp.append
+        add_distinct_id = columns.distinct_id.append
+        add_user_id = columns.user_id.append
+        add_anonymous_id = columns.anonymous_id.append
+        add_session_id = columns.session_id.append
+        add_title = columns.title.append
+        add_locale = columns.locale.append
+        add_width = columns.screen_width.append
+        add_height = columns.screen_height.append
+        add_library = columns.library.append
+        add_library_version = columns.library_version.append
+        add_properties = columns.properties.append
+        page_index = columns.page.index
+        page_values = columns.page.values
+        add_page = columns.page.positions.append
+        referrer_index = columns.referrer.index
+        referrer_values = columns.referrer.values
+        add_referrer = columns.referrer.positions.append
+        agent_index = columns.agent.index
+        agent_values = columns.agent.values
+        add_agent = columns.agent.positions.append
         addresses = self._addresses(project_id, day)
         address_values = self._address_values
-        add_address = block.address.append
+        add_address = columns.address.append
         dumps = orjson.dumps
 
         for position, item in enumerate(items):
@@ -775,7 +781,7 @@ class Normalizer:
                     if message_id:
                         event_id = event_uuid(project_id, message_id)
                         keys.append(prefix + message_id)
-                        key_positions.append(len(block.message_id))
+                        key_positions.append(len(message_ids))
                     else:
                         if not spare_ids:
                             refill_ids()
@@ -820,18 +826,35 @@ class Normalizer:
                     add_address((*address[:4], ip) if store_raw_ip else address)
                     continue
             # -- everything else: the full rules, with their error messages.
+            self._rows((item,), meta, batch_context, day, block, aliases, rejected, position)
+        return block, aliases, rejected
+
+    def _rows(
+        self,
+        items: Sequence[Any],
+        meta: RequestMeta,
+        batch_context: dict[str, Any] | None,
+        day: str,
+        block: EventBlock,
+        aliases: list[tuple[str, str]],
+        rejected: list[dict[str, Any]],
+        first: int = 0,
+    ) -> None:
+        """`native` for each of `items` (positions from `first`): rows into `block`."""
+        rows = block.rows
+        prefix = f"{meta.project_id}|"
+        for position, item in enumerate(items, first):
             try:
-                row, links = native(item, meta, batch_context=batch_context, day=day)
+                row, links = self.native(item, meta, batch_context=batch_context, day=day)
             except InvalidEvent as exc:
                 rejected.append({"index": position, "errors": exc.errors})
                 continue
             if _client_id(item):
-                keys.append(prefix + row["message_id"])
-                key_positions.append(~len(rows))
+                block.keys.append(prefix + row["message_id"])
+                block.key_positions.append(~len(rows))
             rows.append(row)
             if links:
                 aliases.extend(links)
-        return block, aliases, rejected
 
     @staticmethod
     def _api(api: Any, row: Row, errors: list[str]) -> None:

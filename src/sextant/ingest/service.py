@@ -23,7 +23,6 @@ from sextant.config import Settings
 from sextant.core.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized
 from sextant.core.ratelimit import RateLimiter
 from sextant.ingest.enrich import TrustedProxies, visitor_user_agent
-from sextant.ingest.event import format_ms
 from sextant.ingest.normalize import (
     InvalidEvent,
     Normalizer,
@@ -261,7 +260,6 @@ class IngestService:
             if use_header_user_agent
             else "",
             sent_at_ms=sent_ms,
-            received_text=format_ms(received_ms),
         )
         day = self._day(received_ms)
         if dialect == "segment":

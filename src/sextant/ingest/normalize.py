@@ -238,8 +238,8 @@ class Normalizer:
         return self._spare_ids.pop()
 
     def _refill_ids(self) -> None:
-        text = f"{_ids.getrandbits(128 * 256):08192x}"
-        self._spare_ids.extend([text[i : i + 32] for i in range(0, 8192, 32)])
+        # 256 ids of 128 random bits in hex, split in C (faster than formatting one big int).
+        self._spare_ids.extend(_ids.randbytes(4096).hex(" ", 16).split(" "))
 
     def _ip_columns(self, project_id: str, ip: str, day: str) -> dict[str, str]:
         key = (project_id, ip, day)

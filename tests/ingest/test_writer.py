@@ -433,3 +433,12 @@ async def test_arrow_inserts_through_clickhouse_connect_as_on_a_server(
         ("srv-0", str(2**200), 2.5, 1024, "", NOW_MS),
         ("srv-1", "0", 0.0, 0, "", NOW_MS + 1),
     )
+
+
+def test_events_table_merges_eight_parts_of_a_size_at_a_time(store: Any) -> None:
+    """Migration 0006: fewer merges per ingested row (README "Ingestion")."""
+    engine = store.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'events'"
+    ).scalar()
+    assert "merge_selector_base = 8" in engine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import uuid
 from typing import Any
@@ -11,7 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from sextant.core.errors import ServiceUnavailable
+from sextant.ingest.enrich import GeoResolver, IpHasher
 from sextant.ingest.event import format_ms
+from sextant.ingest.normalize import Normalizer, RequestMeta
 from sextant.ingest.writer import Writer
 
 NOW_MS = 1_767_225_600_000
@@ -250,3 +253,192 @@ async def test_rows_using_different_columns_are_stored_in_one_block(store: Any) 
         ("c-0", 1440, 1.5, str(2**255 + 1), 1, "", 0, NOW_MS),
         ("c-1", 0, 0.0, "0", 0, "Hello", 2**64 - 1, NOW_MS + 1),
     )
+
+
+@functools.cache
+def normalizer() -> Normalizer:
+    return Normalizer(geo=GeoResolver(), hasher=IpHasher("w" * 40))
+
+
+def fast_block(project_id: str, n: int, prefix: str) -> Any:
+    """A request's block the way the normaliser's fast path builds it (client message ids)."""
+    meta = RequestMeta(
+        project_id=project_id, store_raw_ip=False, received_ms=NOW_MS, ip="81.2.69.160"
+    )
+    items = [
+        {
+            "event": "view",
+            "message_id": f"{prefix}-{i}",
+            "anonymous_id": f"a-{i % 3}",
+            "timestamp": NOW_MS + i,
+            "properties": {"i": i, "price": 1.5},
+            "context": {
+                "page": {"url": f"https://shop.example/p/{i % 2}?utm_source=ads"},
+                "userAgent": (
+                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15"
+                    " (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+                ),
+                "screen": {"width": 390, "height": 844},
+            },
+        }
+        for i in range(n)
+    ]
+    block, _, rejected = normalizer().block(items, meta)
+    assert rejected == []
+    assert block.fast_count == n
+    return block
+
+
+async def test_fast_path_columns_and_rows_in_one_block_store_every_column_type(
+    store: Any,
+) -> None:
+    """One Arrow insert for a block whose requests set different columns (and types)."""
+    project_id = str(uuid.uuid4())
+    web3 = rows(project_id, 1, "w3")
+    web3[0].update(
+        type="web3",
+        tx_value=str(2**255 + 1),
+        chain_id=2**64 - 1,
+        wallet_address="0x52908400098527886E0F7030069857D2E4169EE7",
+        token_symbol="ETH",
+    )
+    api = rows(project_id, 1, "api")
+    api[0].update(type="api", http_method="GET", http_status=503, duration_ms=12.25, is_bot=1)
+    writer = Writer(store, flush_interval_ms=60_000, flush_max_events=12, buffer_max_events=100)
+    writer.start()
+    try:
+        await asyncio.gather(
+            writer.write(project_id, fast_block(project_id, 10, "f")),
+            writer.write(project_id, web3),
+            writer.write(project_id, api),
+        )
+    finally:
+        await writer.close()
+    assert writer.stats.flush_sizes == [12]
+    stored = {
+        row["message_id"]: row
+        for row in store.query(
+            "SELECT message_id, type, event, toUnixTimestamp64Milli(timestamp) AS ts, "
+            "toUnixTimestamp64Milli(received_at) AS received, distinct_id, host, path, "
+            "utm_source, browser, os, device_type, is_bot, screen_width, country, "
+            "length(ip_hash) AS hash_length, properties, toString(tx_value) AS tx_value, "
+            "chain_id, wallet_address, token_symbol, http_method, http_status, duration_ms, "
+            "toString(event_id) AS event_id FROM events WHERE project_id = {p:UUID}",
+            {"p": project_id},
+        ).dicts()
+    }
+    assert len(stored) == 12
+    fast = stored["f-3"]
+    assert (fast["type"], fast["event"], fast["ts"], fast["received"]) == (
+        "track",
+        "view",
+        NOW_MS + 3,
+        NOW_MS,
+    )
+    assert (fast["distinct_id"], fast["host"], fast["path"], fast["utm_source"]) == (
+        "a-0",
+        "shop.example",
+        "/p/1",
+        "ads",
+    )
+    assert (fast["browser"], fast["os"], fast["device_type"], fast["is_bot"]) == (
+        "Mobile Safari",
+        "iOS",
+        "mobile",
+        0,
+    )
+    assert (fast["screen_width"], fast["country"], fast["hash_length"]) == (390, "GB", 32)
+    assert fast["properties"] == '{"i":3,"price":1.5}'
+    assert (fast["tx_value"], fast["chain_id"], fast["http_status"]) == ("0", 0, 0)
+    assert len(fast["event_id"]) == 36
+    chain = stored["w3-0"]
+    assert (chain["tx_value"], chain["chain_id"], chain["token_symbol"]) == (
+        str(2**255 + 1),
+        2**64 - 1,
+        "ETH",
+    )
+    assert chain["wallet_address"] == "0x52908400098527886E0F7030069857D2E4169EE7"
+    assert (chain["browser"], chain["screen_width"], chain["properties"]) == ("", 0, "")
+    call = stored["api-0"]
+    assert (call["http_method"], call["http_status"], call["duration_ms"], call["is_bot"]) == (
+        "GET",
+        503,
+        12.25,
+        1,
+    )
+
+
+async def test_retried_fast_path_events_are_stored_once(store: Any) -> None:
+    project_id = str(uuid.uuid4())
+    writer = Writer(store, flush_interval_ms=5, flush_max_events=1000, buffer_max_events=1000)
+    writer.start()
+    try:
+        first = await writer.write(project_id, fast_block(project_id, 10, "r"))
+        # The same batch again (a retry), and a batch that overlaps it by half.
+        again = await writer.write(project_id, fast_block(project_id, 10, "r"))
+        overlap = fast_block(project_id, 20, "r")
+        partly = await writer.write(project_id, overlap)
+        # Two requests with the same messages in one block.
+        both = await asyncio.gather(
+            writer.write(project_id, fast_block(project_id, 12, "twice")),
+            writer.write(project_id, fast_block(project_id, 12, "twice")),
+        )
+    finally:
+        await writer.close()
+    assert (first.written, first.duplicates) == (10, 0)
+    assert (again.written, again.duplicates) == (0, 10)
+    assert (partly.written, partly.duplicates) == (10, 10)
+    assert sum(r.written for r in both) == 24  # both buffered; the flush stores each once
+    found = store.query(
+        "SELECT message_id, count() FROM events WHERE project_id = {p:UUID} GROUP BY 1",
+        {"p": project_id},
+    ).rows
+    assert len(found) == 32
+    assert all(n == 1 for _, n in found)
+    # What was dropped is the retry's rows, not others: every event's own values stayed.
+    kept = store.query(
+        "SELECT message_id, properties FROM events WHERE project_id = {p:UUID} "
+        "AND message_id IN ('r-15', 'twice-7')",
+        {"p": project_id},
+    ).rows
+    assert sorted(kept) == [("r-15", '{"i":15,"price":1.5}'), ("twice-7", '{"i":7,"price":1.5}')]
+
+
+async def test_arrow_inserts_through_clickhouse_connect_as_on_a_server(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `http(s)://` path (clickhouse-connect's insert_arrow), run against this engine."""
+    project_id = str(uuid.uuid4())
+    monkeypatch.setattr(store, "embedded", False)
+    block = rows(project_id, 2, "srv")
+    block[0].update(tx_value=str(2**200), duration_ms=2.5, screen_width=1024)
+    writer = Writer(store, flush_interval_ms=60_000, flush_max_events=12, buffer_max_events=100)
+    writer.start()
+    try:
+        await asyncio.gather(
+            writer.write(project_id, fast_block(project_id, 10, "f")),
+            writer.write(project_id, block),
+        )
+    finally:
+        await writer.close()
+    monkeypatch.undo()
+    stored = store.query(
+        "SELECT message_id, toString(tx_value), duration_ms, screen_width, browser, "
+        "toUnixTimestamp64Milli(timestamp) FROM events WHERE project_id = {p:UUID} "
+        "AND message_id IN ('srv-0', 'srv-1', 'f-0') ORDER BY message_id",
+        {"p": project_id},
+    ).rows
+    assert stored == (
+        ("f-0", "0", 0.0, 390, "Mobile Safari", NOW_MS),
+        ("srv-0", str(2**200), 2.5, 1024, "", NOW_MS),
+        ("srv-1", "0", 0.0, 0, "", NOW_MS + 1),
+    )
+
+
+def test_events_table_merges_eight_parts_of_a_size_at_a_time(store: Any) -> None:
+    """Migration 0006: fewer merges per ingested row (README "Ingestion")."""
+    engine = store.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'events'"
+    ).scalar()
+    assert "merge_selector_base = 8" in engine

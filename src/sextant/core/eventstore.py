@@ -6,6 +6,7 @@ to a ClickHouse server. Same SQL, same results. Driver errors surface as `EventS
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -68,6 +69,14 @@ def _wrap(exc: Exception) -> EventStoreError:
     return EventStoreError(str(exc).split("\n", 1)[0])
 
 
+def _setting_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def chdb_path(url: str) -> Path:
     """The directory of a `chdb:///path` URL (relative paths are relative to the cwd)."""
     rest = url[len("chdb://") :]
@@ -89,6 +98,8 @@ class EventStore:
         # concurrent statements each get their own and never wait behind another statement.
         self._named: dict[str, Any] = {}
         self._named_lock = threading.Lock()
+        # A raw chDB handle on the same engine for Arrow inserts (the ingest writer's).
+        self._chdb_handle: Any = None
         if self.embedded:
             path = chdb_path(url)
             path.mkdir(parents=True, exist_ok=True)
@@ -275,6 +286,64 @@ class EventStore:
         for (name,) in names:
             self.command(f"OPTIMIZE TABLE `{str(name).replace('`', '')}`")
 
+    def insert_arrow(
+        self,
+        table: str,
+        data: Any,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert a pyarrow Table in one block, on the ingest writer's own connection.
+
+        Only the table's columns are written; the others take their defaults. Embedded, the
+        table goes to the engine as an Arrow IPC stream through chDB's streaming insert on
+        a handle of its own (clickhouse-connect's `insert_arrow` writes every insert to a
+        temporary file first); on a server it is clickhouse-connect's `insert_arrow`.
+        """
+        if data.num_rows == 0:
+            return
+        try:
+            if self.embedded:
+                self._insert_arrow_embedded(table, data, settings or {})
+            else:
+                self._writer().insert_arrow(table, data, settings=dict(settings or {}))
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def _insert_arrow_embedded(self, table: str, data: Any, settings: Mapping[str, Any]) -> None:
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, data.schema) as stream:
+            stream.write_table(data)
+        columns = ", ".join(f"`{name}`" for name in data.column_names)
+        clause = ", ".join(f"{key} = {_setting_literal(value)}" for key, value in settings.items())
+        statement = f"INSERT INTO {table} ({columns})" + (f" SETTINGS {clause}" if clause else "")
+        with self._named_lock:
+            handle = self._chdb_handle
+            if handle is None:
+                import chdb
+
+                handle = chdb.connect(str(chdb_path(self.url)))  # type: ignore[no-untyped-call]
+                self._chdb_handle = handle
+                # Closed before the interpreter tears down: a chDB handle destroyed during
+                # finalisation aborts the process (a libc++ assertion in the engine).
+                atexit.register(self._close_chdb_handle)
+        inserter = handle.send_insert(statement, "ArrowStream")
+        try:
+            inserter.append(sink.getvalue().to_pybytes())
+        except BaseException:
+            inserter.cancel()
+            raise
+        inserter.finish()
+
+    def _close_chdb_handle(self) -> None:
+        with self._named_lock:
+            handle, self._chdb_handle = self._chdb_handle, None
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
+
     def ping(self) -> bool:
         try:
             return bool(self.query("SELECT 1").scalar() == 1)
@@ -291,6 +360,7 @@ class EventStore:
             for client in named.values():
                 with contextlib.suppress(Exception):
                     client.close()
+            self._close_chdb_handle()
             self._client.close()
         finally:
             self._release_dir_lock()

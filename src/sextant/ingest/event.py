@@ -1,8 +1,9 @@
 """The canonical event: one row of the `events` table, whatever wire format it came in.
 
 A canonical event is a plain dict keyed by `events` column names holding only the columns
-the event uses (ClickHouse fills the rest with defaults when reading JSONEachRow). Keeping
-it a dict, not a class, lets the writer hand rows to `orjson` without a conversion step.
+the event uses (ClickHouse fills the rest with their defaults). Timestamps are epoch
+milliseconds. The normaliser's fast path skips the dict and writes straight into the
+columns of an `EventBlock` (block.py); both end up in the same Arrow table.
 """
 
 from __future__ import annotations

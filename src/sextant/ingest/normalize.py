@@ -3,6 +3,12 @@
 Hand-written checks instead of a Pydantic model per event: this runs for every event of
 every request, and plain dict access is several times faster (see benchmarks/ingest.py).
 Every check reports the field it is about, so a client can fix its payload.
+
+`Normalizer.block` runs a request's events through a fast path first: the common shapes
+(track, page and screen events with the usual context) written straight into the columns
+of an `EventBlock`. Anything it does not recognise, and every event with a problem, goes
+through `Normalizer.native`, the one place the rules and error messages are written down;
+the fast path must store exactly what `native` would (tests/ingest/test_fast_path.py).
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ import datetime as dt
 import hashlib
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from sextant.ingest.block import NO_ADDRESS, NO_AGENT, Columns, EventBlock
 from sextant.ingest.enrich import (
     GeoResolver,
     IpHasher,
@@ -24,7 +33,7 @@ from sextant.ingest.enrich import (
     url_columns,
     user_agent_columns,
 )
-from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row, format_ms
+from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row
 
 MAX_NAME = 200
 MAX_ID = 256
@@ -36,6 +45,8 @@ MAX_FUTURE_MS = 24 * 3600 * 1000
 # identical, which ReplacingMergeTree needs to collapse the copies.
 SKEW_TOLERANCE_MS = 60_000
 MAX_UINT256 = (1 << 256) - 1
+# Requests with fewer events skip the fast path (see `Normalizer.block`).
+FAST_PATH_MIN_EVENTS = 8
 MAX_UINT64 = (1 << 64) - 1
 
 _HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -64,7 +75,6 @@ class RequestMeta:
     ip: str
     user_agent: str = ""
     sent_at_ms: int | None = None
-    received_text: str = ""  # received_ms formatted once per request
 
     @property
     def day(self) -> str:
@@ -81,12 +91,9 @@ def parse_timestamp(value: Any, field: str) -> int:
     text = value.strip()
     if len(text) >= 10 and text[4] == "-":  # ISO 8601 date first: the common case
         try:
-            parsed = dt.datetime.fromisoformat(text)
+            return iso_ms(text)
         except ValueError:
             raise InvalidEvent([f"{field}: {value[:40]!r} is not an ISO 8601 timestamp"]) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return round(parsed.timestamp() * 1000)
     try:
         number = float(text)
     except ValueError:
@@ -94,6 +101,24 @@ def parse_timestamp(value: Any, field: str) -> int:
             [f"{field}: {value[:40]!r} is not an ISO 8601 timestamp or a number"]
         ) from None
     return _number_ms(number, field)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def iso_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 timestamp (UTC unless it says otherwise).
+
+    `round(parsed.timestamp() * 1000)`, computed as `timestamp()` does (the exact number of
+    microseconds since the epoch divided by 10**6) without its slow `utcoffset` calls.
+    """
+    parsed = _fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    delta = parsed - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return round(micros / 1_000_000 * 1000)
 
 
 def _number_ms(number: float, field: str) -> int:
@@ -204,14 +229,17 @@ class Normalizer:
         # (project, ip, day) -> geo + IP hash columns: a visitor's events repeat them.
         self._ip_cache: dict[tuple[str, str, str], dict[str, str]] = {}
         self._spare_ids: list[str] = []
+        self._address_tables: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
 
     def _new_message_id(self) -> str:
         """`new_message_id()`, drawn 256 at a time: one random number per 256 events."""
-        spare = self._spare_ids
-        if not spare:
-            text = f"{_ids.getrandbits(128 * 256):08192x}"
-            spare.extend([text[i : i + 32] for i in range(0, 8192, 32)])
-        return spare.pop()
+        if not self._spare_ids:
+            self._refill_ids()
+        return self._spare_ids.pop()
+
+    def _refill_ids(self) -> None:
+        # 256 ids of 128 random bits in hex, split in C (faster than formatting one big int).
+        self._spare_ids.extend(_ids.randbytes(4096).hex(" ", 16).split(" "))
 
     def _ip_columns(self, project_id: str, ip: str, day: str) -> dict[str, str]:
         key = (project_id, ip, day)
@@ -229,6 +257,30 @@ class Normalizer:
                 found["city"] = geo.city
             self._ip_cache[key] = found
         return found
+
+    def _addresses(self, project_id: str, day: str) -> dict[str, tuple[str, ...]]:
+        """Client address -> the address columns (`block.ADDRESS_COLUMNS`) of one project's
+        day, as `native` stores them (with `ip` left empty), cached."""
+        key = (project_id, day)
+        table = self._address_tables.get(key)
+        if table is None:
+            if len(self._address_tables) >= 1_000:
+                self._address_tables.clear()
+            table = self._address_tables[key] = {"": NO_ADDRESS}
+        elif len(table) >= 50_000:
+            table.clear()
+            table[""] = NO_ADDRESS
+        return table
+
+    def _address_values(self, project_id: str, ip: str, day: str) -> tuple[str, ...]:
+        found = self._ip_columns(project_id, ip, day)
+        return (
+            found["ip_hash"],
+            found.get("country", ""),
+            found.get("region", ""),
+            found.get("city", ""),
+            "",
+        )
 
     def native(
         self,
@@ -344,8 +396,8 @@ class Normalizer:
             "message_id": message_id,
             "type": kind,
             "event": name,
-            "timestamp": format_ms(timestamp),
-            "received_at": meta.received_text or format_ms(received),
+            "timestamp": timestamp,
+            "received_at": received,
             "distinct_id": user_id or anonymous_id,
         }
         if user_id:
@@ -485,6 +537,325 @@ class Normalizer:
             raise InvalidEvent(errors)
         return row, aliases
 
+    def block(
+        self,
+        items: list[Any],
+        meta: RequestMeta,
+        *,
+        batch_context: dict[str, Any] | None = None,
+        day: str = "",
+    ) -> tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]]]:
+        """Validate and enrich a request's events: (the accepted block, links, rejections).
+
+        Rejections are `{"index": i, "errors": [...]}` by position in `items`.
+        """
+        project_id = meta.project_id
+        received = meta.received_ms
+        day = day or meta.day
+        block = EventBlock(project_id, received)
+        aliases: list[tuple[str, str]] = []
+        rejected: list[dict[str, Any]] = []
+        if len(items) < FAST_PATH_MIN_EVENTS:
+            # A few events: rows are cheaper than setting up (and later merging) columns.
+            self._rows(items, meta, batch_context, day, block, aliases, rejected)
+            return block, aliases, rejected
+        refill_ids = self._refill_ids
+        spare_ids = self._spare_ids
+        store_raw_ip = meta.store_raw_ip
+        header_agent = meta.user_agent
+        header_ip = meta.ip
+        request_sent = meta.sent_at_ms
+        latest = received + MAX_FUTURE_MS
+        prefix = f"{project_id}|"
+        keys = block.keys
+        key_positions = block.key_positions
+        columns = block.columns = Columns()
+        message_ids = columns.message_id
+        add_message_id = message_ids.append
+        add_event_id = columns.event_id.append
+        add_type = columns.type.append
+        add_event = columns.event.append
+        add_timestamp = columns.timestamp.append
+        add_distinct_id = columns.distinct_id.append
+        add_user_id = columns.user_id.append
+        add_anonymous_id = columns.anonymous_id.append
+        add_session_id = columns.session_id.append
+        add_title = columns.title.append
+        add_locale = columns.locale.append
+        add_width = columns.screen_width.append
+        add_height = columns.screen_height.append
+        add_library = columns.library.append
+        add_library_version = columns.library_version.append
+        add_properties = columns.properties.append
+        page_index = columns.page.index
+        page_values = columns.page.values
+        add_page = columns.page.positions.append
+        referrer_index = columns.referrer.index
+        referrer_values = columns.referrer.values
+        add_referrer = columns.referrer.positions.append
+        agent_index = columns.agent.index
+        agent_values = columns.agent.values
+        add_agent = columns.agent.positions.append
+        addresses = self._addresses(project_id, day)
+        address_values = self._address_values
+        add_address = columns.address.append
+        dumps = orjson.dumps
+
+        for position, item in enumerate(items):
+            # -- the fast path: every check below mirrors one in `native`; anything else
+            # (other types, unusual values, any error) leaves it for `native`.
+            if item.__class__ is dict:
+                get = item.get
+                name: Any = None
+                kind = get("type", "track")
+                if kind == "track":
+                    name = get("event")
+                    if name.__class__ is not str or not 0 < len(name) <= MAX_NAME:
+                        kind = None
+                elif kind == "page":
+                    name = "$pageview"
+                elif kind == "screen":
+                    name = "$screen"
+                else:
+                    kind = None
+                user_id = get("user_id")
+                if user_id is None:
+                    user_id = ""
+                elif user_id.__class__ is not str or len(user_id) > MAX_ID:
+                    kind = None
+                anonymous_id = get("anonymous_id")
+                if anonymous_id is None:
+                    anonymous_id = ""
+                elif anonymous_id.__class__ is not str or len(anonymous_id) > MAX_ID:
+                    kind = None
+                message_id = get("message_id")
+                if message_id is None:
+                    message_id = ""
+                elif message_id.__class__ is not str or len(message_id) > MAX_MESSAGE_ID:
+                    kind = None
+                session_id = get("session_id")
+                if session_id is None:
+                    session_id = ""
+                elif session_id.__class__ is not str or len(session_id) > MAX_ID:
+                    kind = None
+                properties = get("properties")
+                if properties is not None and properties.__class__ is not dict:
+                    kind = None
+                context = get("context")
+                if context is not None and context.__class__ is not dict:
+                    kind = None
+                traits = get("traits")
+                if (
+                    (traits is not None and traits.__class__ is not dict)
+                    or get("api") is not None
+                    or get("web3") is not None
+                    or not (user_id or anonymous_id)
+                ):
+                    kind = None
+                if kind is not None:
+                    ts_raw = get("timestamp")
+                    sent_raw = get("sent_at")
+                    try:
+                        if ts_raw is None:
+                            ts_ms = None
+                        elif ts_raw.__class__ is str and len(ts_raw) >= 10 and ts_raw[4] == "-":
+                            ts_ms = iso_ms(ts_raw)  # what parse_timestamp does with it
+                        else:
+                            ts_ms = parse_timestamp(ts_raw, "timestamp")
+                        sent_ms = (
+                            request_sent
+                            if sent_raw is None
+                            else parse_timestamp(sent_raw, "sent_at")
+                        )
+                    except (InvalidEvent, ValueError):
+                        kind = None
+                    else:
+                        if ts_ms is None:
+                            timestamp = received
+                        elif sent_ms is not None and abs(received - sent_ms) > SKEW_TOLERANCE_MS:
+                            timestamp = ts_ms + round((received - sent_ms) / 1000) * 1000
+                        else:
+                            timestamp = ts_ms
+                        if timestamp > latest or timestamp < 0:
+                            kind = None
+                if kind is not None:
+                    if batch_context:
+                        context = {**batch_context, **context} if context else batch_context
+                    user_agent = header_agent
+                    ip = header_ip
+                    locale = title = url = referrer = path = library = library_version = ""
+                    width = height = 0
+                    if context:
+                        page = context.get("page")
+                        if page is not None and page.__class__ is not dict:
+                            kind = None
+                        elif page:
+                            url = page.get("url", "")
+                            if url is None:
+                                url = ""
+                            elif url.__class__ is not str:
+                                kind = None
+                            elif len(url) > MAX_TEXT:
+                                url = url[:MAX_TEXT]
+                            referrer = page.get("referrer", "")
+                            if referrer is None:
+                                referrer = ""
+                            elif referrer.__class__ is not str:
+                                kind = None
+                            elif len(referrer) > MAX_TEXT:
+                                referrer = referrer[:MAX_TEXT]
+                            title = page.get("title", "")
+                            if title is None:
+                                title = ""
+                            elif title.__class__ is not str:
+                                kind = None
+                            elif len(title) > 1024:
+                                title = title[:1024]
+                            path = page.get("path", "")
+                            if path is None:
+                                path = ""
+                            elif path.__class__ is not str:
+                                kind = None
+                            elif len(path) > 2048:
+                                path = path[:2048]
+                        campaign = context.get("campaign")
+                        if campaign is not None and (campaign.__class__ is not dict or campaign):
+                            kind = None
+                        value = context.get("userAgent")
+                        if isinstance(value, str) and value:
+                            user_agent = value
+                        value = context.get("ip")
+                        if isinstance(value, str) and value:
+                            ip = value[:64]
+                        value = context.get("locale")
+                        if isinstance(value, str) and value:
+                            locale = value[:32]
+                        screen = context.get("screen")
+                        if screen is not None and screen.__class__ is not dict:
+                            kind = None
+                        elif screen:
+                            width = screen.get("width", 0)
+                            if width is None:
+                                width = 0
+                            elif width.__class__ is not int or not 0 <= width <= 65535:
+                                kind = None
+                            height = screen.get("height", 0)
+                            if height is None:
+                                height = 0
+                            elif height.__class__ is not int or not 0 <= height <= 65535:
+                                kind = None
+                        value = context.get("library")
+                        if isinstance(value, dict):
+                            library = value.get("name", "")
+                            if library is None:
+                                library = ""
+                            elif library.__class__ is not str:
+                                kind = None
+                            elif len(library) > 64:
+                                library = library[:64]
+                            library_version = value.get("version", "")
+                            if library_version is None:
+                                library_version = ""
+                            elif library_version.__class__ is not str:
+                                kind = None
+                            elif len(library_version) > 32:
+                                library_version = library_version[:32]
+                    if kind is not None and properties:
+                        if kind != "track":  # Segment puts a page call's fields there
+                            url = url or _text(properties.get("url"))
+                            referrer = referrer or _text(properties.get("referrer"))
+                            title = title or _text(properties.get("title"), 1024)
+                            path = path or _text(properties.get("path"), 2048)
+                        try:
+                            encoded: str | bytes = dumps(properties)
+                        except (TypeError, orjson.JSONEncodeError):
+                            kind = None
+                    else:
+                        encoded = ""
+                if kind is not None:
+                    if not title:
+                        page_name = get("name")
+                        if isinstance(page_name, str):
+                            title = page_name[:1024]
+                    # -- accepted: from here on nothing can fail.
+                    if message_id:
+                        event_id = event_uuid(project_id, message_id)
+                        keys.append(prefix + message_id)
+                        key_positions.append(len(message_ids))
+                    else:
+                        if not spare_ids:
+                            refill_ids()
+                        message_id = event_id = spare_ids.pop()
+                    if user_id and anonymous_id and anonymous_id != user_id:
+                        aliases.append((anonymous_id, user_id))
+                    add_message_id(message_id)
+                    add_event_id(event_id)
+                    add_type(kind)
+                    add_event(name)
+                    add_timestamp(timestamp)
+                    add_distinct_id(user_id or anonymous_id)
+                    add_user_id(user_id)
+                    add_anonymous_id(anonymous_id)
+                    add_session_id(session_id)
+                    add_title(title)
+                    add_locale(locale)
+                    add_width(width)
+                    add_height(height)
+                    add_library(library)
+                    add_library_version(library_version)
+                    add_properties(encoded)
+                    key = url if not path else (url, path)
+                    index = page_index.get(key)
+                    if index is None:
+                        index = page_index[key] = len(page_values)
+                        page_values.append(_page_values(url, path))
+                    add_page(index)
+                    index = referrer_index.get(referrer)
+                    if index is None:
+                        index = referrer_index[referrer] = len(referrer_values)
+                        referrer_values.append((referrer, referrer_domain(referrer)))
+                    add_referrer(index)
+                    index = agent_index.get(user_agent)
+                    if index is None:
+                        index = agent_index[user_agent] = len(agent_values)
+                        agent_values.append(_agent_values(user_agent))
+                    add_agent(index)
+                    address = addresses.get(ip)
+                    if address is None:
+                        address = addresses[ip] = address_values(project_id, ip, day)
+                    add_address((*address[:4], ip) if store_raw_ip else address)
+                    continue
+            # -- everything else: the full rules, with their error messages.
+            self._rows((item,), meta, batch_context, day, block, aliases, rejected, position)
+        return block, aliases, rejected
+
+    def _rows(
+        self,
+        items: Sequence[Any],
+        meta: RequestMeta,
+        batch_context: dict[str, Any] | None,
+        day: str,
+        block: EventBlock,
+        aliases: list[tuple[str, str]],
+        rejected: list[dict[str, Any]],
+        first: int = 0,
+    ) -> None:
+        """`native` for each of `items` (positions from `first`): rows into `block`."""
+        rows = block.rows
+        prefix = f"{meta.project_id}|"
+        for position, item in enumerate(items, first):
+            try:
+                row, links = self.native(item, meta, batch_context=batch_context, day=day)
+            except InvalidEvent as exc:
+                rejected.append({"index": position, "errors": exc.errors})
+                continue
+            if _client_id(item):
+                block.keys.append(prefix + row["message_id"])
+                block.key_positions.append(~len(rows))
+            rows.append(row)
+            if links:
+                aliases.extend(links)
+
     @staticmethod
     def _api(api: Any, row: Row, errors: list[str]) -> None:
         if not isinstance(api, dict):
@@ -566,6 +937,45 @@ class Normalizer:
         status = web3.get("status")
         if status is not None:
             row["tx_status"] = _text(status, 32)
+
+
+def _client_id(item: Any) -> bool:
+    """Whether the client sent the message id (one the server generated needs no dedup)."""
+    value = item.get("message_id") if isinstance(item, dict) else None
+    return value is not None and value != ""
+
+
+@lru_cache(maxsize=10_000)
+def _page_values(url: str, path: str) -> tuple[str, ...]:
+    """The page columns (`block.PAGE_COLUMNS`) of a URL and an explicit path, as `native`."""
+    columns = url_columns(url) if url else {}
+    return (
+        columns.get("url", ""),
+        columns.get("host", ""),
+        path or columns.get("path", ""),
+        columns.get("utm_source", ""),
+        columns.get("utm_medium", ""),
+        columns.get("utm_campaign", ""),
+        columns.get("utm_term", ""),
+        columns.get("utm_content", ""),
+        columns.get("click_id", ""),
+    )
+
+
+@lru_cache(maxsize=10_000)
+def _agent_values(user_agent: str) -> tuple[Any, ...]:
+    """The user-agent columns (`block.AGENT_COLUMNS`) of a User-Agent, as `native` stores."""
+    if not user_agent:
+        return NO_AGENT
+    columns = user_agent_columns(user_agent)
+    return (
+        columns["browser"],
+        columns["browser_version"],
+        columns["os"],
+        columns["os_version"],
+        columns["device_type"],
+        columns.get("is_bot", 0),
+    )
 
 
 _SEGMENT_KEYS = {

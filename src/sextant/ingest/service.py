@@ -23,7 +23,6 @@ from sextant.config import Settings
 from sextant.core.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized
 from sextant.core.ratelimit import RateLimiter
 from sextant.ingest.enrich import TrustedProxies, visitor_user_agent
-from sextant.ingest.event import format_ms
 from sextant.ingest.normalize import (
     InvalidEvent,
     Normalizer,
@@ -261,29 +260,31 @@ class IngestService:
             if use_header_user_agent
             else "",
             sent_at_ms=sent_ms,
-            received_text=format_ms(received_ms),
         )
         day = self._day(received_ms)
-        native = self.normalizer.native
-        rows = []
-        aliases: list[tuple[str, str]] = []
-        rejected: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            if dialect == "segment":
+        if dialect == "segment":
+            # Segment's own per-message limit first, then its camelCase names to ours.
+            positions: list[int] = []
+            messages: list[Any] = []
+            too_large: list[dict[str, Any]] = []
+            for index, item in enumerate(items):
                 if isinstance(item, dict) and len(orjson.dumps(item)) > SEGMENT_MAX_EVENT_BYTES:
-                    rejected.append(
+                    too_large.append(
                         {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
                     )
                     continue
-                item = from_segment(item, segment_type)
-            try:
-                row, links = native(item, meta, batch_context=batch_context, day=day)
-            except InvalidEvent as exc:
-                rejected.append({"index": index, "errors": exc.errors})
-                continue
-            rows.append(row)
-            if links:
-                aliases.extend(links)
+                positions.append(index)
+                messages.append(from_segment(item, segment_type))
+            block, aliases, rejected = self.normalizer.block(
+                messages, meta, batch_context=batch_context, day=day
+            )
+            for entry in rejected:
+                entry["index"] = positions[entry["index"]]
+            rejected = sorted(too_large + rejected, key=lambda entry: int(entry["index"]))
+        else:
+            block, aliases, rejected = self.normalizer.block(
+                items, meta, batch_context=batch_context, day=day
+            )
         if single and rejected:
             errors = rejected[0]["errors"]
             raise BadRequest(
@@ -291,6 +292,7 @@ class IngestService:
                 code="validation_error",
                 details=[{"field": e.split(":", 1)[0], "message": e} for e in errors],
             )
-        if rows or aliases:
-            await self.writer.write(ctx.project_id, rows, aliases, received_ms=received_ms)
-        return IngestOutcome(len(rows), rejected)
+        accepted = len(block)
+        if accepted or aliases:
+            await self.writer.write(ctx.project_id, block, aliases, received_ms=received_ms)
+        return IngestOutcome(accepted, rejected)

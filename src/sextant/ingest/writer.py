@@ -12,6 +12,9 @@ flushed as soon as the previous flush finished and `min_spacing_ms` passed since
 started, so an idle server answers at once and a busy one inserts one block per flush
 time; the interval only caps the wait. The spacing bounds inserts (ClickHouse makes one
 part per insert) to `1000 / min_spacing_ms` per second.
+
+Requests hand over their events as an `EventBlock` (columns, see `block.py`); a flush turns
+the blocks of all its requests into one Arrow table and inserts that.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from sextant.core.errors import ServiceUnavailable
 from sextant.core.eventstore import EventStore
+from sextant.ingest.block import EventBlock, build_table
 from sextant.ingest.event import Row, format_ms
 
 log = structlog.get_logger(__name__)
@@ -46,14 +50,14 @@ FLUSH_SECONDS = Histogram(
 )
 BUFFERED = Gauge("sextant_ingest_buffered_events", "Events waiting for the next flush")
 
-# Inserting JSONEachRow: the fastest path we measured (see benchmarks/ingest.py): orjson
-# encodes a row in well under a microsecond, omitted columns take their defaults, and
-# ClickHouse parses it without Python touching each value again.
-_INSERT_SETTINGS: dict[str, Any] = {
+_EVENT_SETTINGS: dict[str, Any] = {
     # ReplacingMergeTree would otherwise sort-and-collapse every block at insert; duplicates
     # are removed in Python before the insert and by FINAL at read time, so skip it (~50%).
     "optimize_on_insert": 0,
-    # One parsing thread: the other core is busy serving requests.
+}
+# The (few, small) person links still go as JSONEachRow.
+_ALIAS_SETTINGS: dict[str, Any] = {
+    **_EVENT_SETTINGS,
     "input_format_parallel_parsing": 0,
     "input_format_skip_unknown_fields": 0,
     "date_time_input_format": "basic",
@@ -62,8 +66,7 @@ _INSERT_SETTINGS: dict[str, Any] = {
 
 @dataclass(slots=True)
 class _Pending:
-    keys: list[str]
-    rows: list[bytes]
+    block: EventBlock
     aliases: list[tuple[str, str, str]]
     future: asyncio.Future[None]
     events: int = 0
@@ -184,27 +187,32 @@ class Writer:
     async def write(
         self,
         project_id: str,
-        rows: Sequence[Row],
+        rows: EventBlock | Sequence[Row],
         aliases: Sequence[tuple[str, str]] = (),
         *,
         received_ms: int | None = None,
     ) -> WriteResult:
-        """Buffer `rows` and return once they are stored; 503 when the buffer is full."""
+        """Buffer the events and return once they are stored; 503 when the buffer is full.
+
+        `rows` is a request's `EventBlock`, or normalised rows (each with its message id).
+        """
         if self._closing:
             raise ServiceUnavailable("the server is shutting down; retry shortly", retry_after=2)
+        now_ms = received_ms if received_ms is not None else int(time.time() * 1000)
+        block = (
+            rows if isinstance(rows, EventBlock) else EventBlock.from_rows(project_id, rows, now_ms)
+        )
         recent = self._recent
-        prefix = f"{project_id}|"
-        keys = [prefix + row["message_id"] for row in rows]
         duplicates = 0
-        if not recent.isdisjoint(keys):  # a retry: drop what is stored already, one by one
-            pairs = [(key, row) for key, row in zip(keys, rows, strict=True) if key not in recent]
-            duplicates = len(keys) - len(pairs)
-            keys = [key for key, _ in pairs]
-            rows = [row for _, row in pairs]
-        # Encoded now, row by row, while the rows are still in the CPU cache: measured under
-        # the batch benchmark, encoding a whole block later in the writer thread (or building
-        # an Arrow batch there, which ClickHouse reads ~4 us a row faster) cost more in total.
-        encoded = [orjson.dumps(row) for row in rows]
+        if block.keys and not recent.isdisjoint(block.keys):
+            # A retry: drop what is stored already, one by one.
+            stored = {
+                position
+                for key, position in zip(block.keys, block.key_positions, strict=True)
+                if key in recent
+            }
+            duplicates = len(stored)
+            block.without(stored)
         links = [
             (project_id, distinct_id, person_id)
             for distinct_id, person_id in aliases
@@ -213,17 +221,16 @@ class Writer:
         if duplicates:
             EVENTS_SKIPPED.inc(duplicates)
             self.stats.duplicates += duplicates
-        if not encoded and not links:
+        count = len(block)
+        if not count and not links:
             return WriteResult(0, duplicates)
-        count = len(encoded)
         if self._pending_events + count > self.buffer_max_events:
             raise ServiceUnavailable(
                 "the ingest buffer is full; retry shortly",
                 retry_after=max(1, round(self.flush_interval * 2)),
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        now_ms = received_ms if received_ms is not None else int(time.time() * 1000)
-        self._pending.append(_Pending(keys, encoded, links, future, count, now_ms))
+        self._pending.append(_Pending(block, links, future, count, now_ms))
         if self._pending_events == 0:
             self._first_at = time.monotonic()
             self._kick.set()
@@ -265,19 +272,23 @@ class Writer:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         seen: set[str] = set()
-        rows: list[bytes] = []
+        blocks: list[EventBlock] = []
         links: dict[tuple[str, str], tuple[str, str, str, int]] = {}
         for item in batch:
-            fresh = set(item.keys)
-            if len(fresh) == len(item.keys) and seen.isdisjoint(fresh):  # the usual case
-                seen |= fresh
-                rows.extend(item.rows)
-            else:
-                for key, data in zip(item.keys, item.rows, strict=True):
-                    if key in seen:  # the same message twice in one block: store it once
-                        continue
-                    seen.add(key)
-                    rows.append(data)
+            block = item.block
+            keys = block.keys
+            if keys:
+                fresh = set(keys)
+                if len(fresh) == len(keys) and seen.isdisjoint(fresh):  # the usual case
+                    seen |= fresh
+                else:  # the same message twice in one block: store it once
+                    again = set()
+                    for key, position in zip(keys, block.key_positions, strict=True):
+                        if key in seen:
+                            again.add(position)
+                        seen.add(key)
+                    block.without(again)
+            blocks.append(block)
             for project_id, distinct_id, person_id in item.aliases:
                 links[(project_id, distinct_id)] = (
                     project_id,
@@ -288,12 +299,12 @@ class Writer:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._insert, rows, list(links.values()))
+            await loop.run_in_executor(self._executor, self._insert, blocks, list(links.values()))
         except Exception as exc:
             FLUSHES.labels("error").inc()
             self.stats.failed_flushes += 1
             self.stats.last_error = str(exc)
-            log.error("ingest_flush_failed", events=len(rows), error=str(exc))
+            log.error("ingest_flush_failed", events=sum(map(len, blocks)), error=str(exc))
             if len(batch) > 1:
                 # One request's rows must not fail everyone's: store each request on its own.
                 for item in batch:
@@ -303,20 +314,20 @@ class Writer:
             return
         FLUSHES.labels("ok").inc()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
-        self._done(batch, seen, rows, links)
+        self._done(batch, seen, sum(map(len, blocks)), links)
 
     async def _flush_alone(self, item: _Pending) -> None:
         links = {(p, d): (p, d, person, item.received_ms) for p, d, person in item.aliases}
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(
-                self._executor, self._insert, item.rows, list(links.values())
+                self._executor, self._insert, [item.block], list(links.values())
             )
         except Exception as exc:
-            log.error("ingest_request_insert_failed", events=len(item.rows), error=str(exc))
+            log.error("ingest_request_insert_failed", events=len(item.block), error=str(exc))
             self._fail([item])
             return
-        self._done([item], set(item.keys), item.rows, links)
+        self._done([item], set(item.block.keys), len(item.block), links)
 
     @staticmethod
     def _fail(batch: list[_Pending]) -> None:
@@ -334,14 +345,14 @@ class Writer:
         self,
         batch: list[_Pending],
         keys: set[str],
-        rows: list[bytes],
+        written: int,
         links: dict[tuple[str, str], tuple[str, str, str, int]],
     ) -> None:
-        EVENTS_WRITTEN.inc(len(rows))
+        EVENTS_WRITTEN.inc(written)
         self.stats.flushes += 1
-        self.stats.written += len(rows)
+        self.stats.written += written
         if len(self.stats.flush_sizes) < 10_000:
-            self.stats.flush_sizes.append(len(rows))
+            self.stats.flush_sizes.append(written)
         self._recent.update(keys)
         for project_id, distinct_id, person_id, _ in links.values():
             self._aliases_written.add((project_id, distinct_id, person_id))
@@ -349,7 +360,8 @@ class Writer:
             if not item.future.done():
                 item.future.set_result(None)
 
-    def _insert(self, rows: list[bytes], links: list[tuple[str, str, str, int]]) -> None:
+    def _insert(self, blocks: list[EventBlock], links: list[tuple[str, str, str, int]]) -> None:
+        """Store the links, then the events of `blocks` as one Arrow table."""
         # Aliases first: an event is never visible before the link that names its person.
         if links:
             data = b"\n".join(
@@ -364,13 +376,8 @@ class Writer:
                 for project_id, distinct_id, person_id, updated_ms in links
             )
             self.store.insert_raw(
-                "person_aliases", data, fmt="JSONEachRow", settings=_INSERT_SETTINGS, writer=True
+                "person_aliases", data, fmt="JSONEachRow", settings=_ALIAS_SETTINGS, writer=True
             )
-        if rows:
-            self.store.insert_raw(
-                "events",
-                b"\n".join(rows),
-                fmt="JSONEachRow",
-                settings=_INSERT_SETTINGS,
-                writer=True,
-            )
+        table = build_table(blocks)
+        if table is not None:
+            self.store.insert_arrow("events", table, settings=_EVENT_SETTINGS)

@@ -1,0 +1,360 @@
+"""The normaliser's fast path stores exactly what `Normalizer.native` stores, event by event.
+
+Each generated event goes through `Normalizer.block` twice: as a request the fast path
+handles (>= FAST_PATH_MIN_EVENTS events) and with the fast path switched off (every event
+through `native`, the rules' reference). The Arrow tables the writer would insert, the
+rejections (index and message) and the identity links must be the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+import sextant.ingest.normalize as normalize
+from sextant.ingest.block import COLUMN_DEFAULTS, build_table
+from sextant.ingest.enrich import GeoResolver, IpHasher
+from sextant.ingest.event import EVENT_COLUMNS
+from sextant.ingest.normalize import FAST_PATH_MIN_EVENTS, Normalizer, RequestMeta
+
+CHROME = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+PROJECT = "0b9a1c6e-64a4-4c36-9d7a-1f2d3c4b5a69"
+ABSENT = object()
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.fixture(scope="module")
+def normalizer() -> Normalizer:
+    return Normalizer(geo=GeoResolver(), hasher=IpHasher("s" * 40))
+
+
+def meta(**overrides: Any) -> RequestMeta:
+    values: dict[str, Any] = {
+        "project_id": PROJECT,
+        "store_raw_ip": False,
+        "received_ms": NOW_MS,
+        "ip": "81.2.69.160",
+        "user_agent": "",
+        "sent_at_ms": None,
+    }
+    values.update(overrides)
+    return RequestMeta(**values)
+
+
+def both_ways(
+    normalizer: Normalizer,
+    items: list[Any],
+    request: RequestMeta,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_context: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    fast = normalizer.block(items, request, batch_context=batch_context)
+    with monkeypatch.context() as patch:
+        patch.setattr(normalize, "FAST_PATH_MIN_EVENTS", 10**9)
+        reference = normalizer.block(items, request, batch_context=batch_context)
+    return fast, reference
+
+
+def stored(block: Any) -> list[dict[str, Any]]:
+    """The rows a block inserts, every column present (what ClickHouse would fill in)."""
+    table = build_table([block])
+    if table is None:
+        return []
+    out = []
+    for row in table.to_pylist():
+        full = {name: row.get(name, COLUMN_DEFAULTS.get(name, "")) for name in EVENT_COLUMNS}
+        for name in ("timestamp", "received_at"):
+            if isinstance(full[name], dt.datetime):
+                full[name] = round(full[name].timestamp() * 1000)
+        out.append(full)
+    return out
+
+
+def choice(rng: random.Random, *options: Any) -> Any:
+    return options[rng.randrange(len(options))]
+
+
+def put(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is not ABSENT:
+        target[key] = value
+
+
+def random_event(rng: random.Random) -> Any:
+    """An event of a common shape most of the time, with one odd field now and then."""
+    if rng.random() < 0.02:
+        return choice(rng, "not an object", 5, None, [1, 2])
+    # Half of the events get one odd value (in one field picked at random), so each odd
+    # value is tried on its own; the others only well-formed ones.
+    odd_field = rng.randrange(1, 30) if rng.random() < 0.5 else -1
+    fields = [0]
+
+    def value(good: tuple[Any, ...], bad: tuple[Any, ...] = ()) -> Any:
+        fields[0] += 1
+        if fields[0] == odd_field and bad:
+            return choice(rng, *bad)
+        return choice(rng, *good)
+
+    event: dict[str, Any] = {}
+    put(
+        event,
+        "type",
+        value(
+            (ABSENT, "track", "page", "screen"),
+            ("identify", "alias", "api", "web3", "group", "", None, 5, "bogus"),
+        ),
+    )
+    put(event, "event", value(("add_to_cart", "Signup", "e" * 200), ("", None, 5, "e" * 201)))
+    put(event, "user_id", value((ABSENT, None, "", "u-1", "u-2"), ("u" * 257, 7, True)))
+    put(event, "anonymous_id", value(("a-1", "a-2", "u-1"), (ABSENT, None, "", "a" * 257, 3.5)))
+    put(
+        event,
+        "message_id",
+        value(
+            (
+                ABSENT,
+                None,
+                "",
+                f"m-{rng.randrange(10**9)}",
+                str(uuid.UUID(int=rng.getrandbits(128))),
+            ),
+            ("m" * 201, 12, False),
+        ),
+    )
+    put(event, "session_id", value((ABSENT, None, "", "s-1"), (5, "s" * 257)))
+    stamp = dt.datetime.fromtimestamp(NOW_MS / 1000 - rng.randrange(10**6), dt.UTC)
+    put(
+        event,
+        "timestamp",
+        value(
+            (
+                ABSENT,
+                None,
+                stamp.isoformat(),
+                stamp.isoformat().replace("+00:00", "Z"),
+                stamp.replace(tzinfo=None).isoformat(),
+                stamp.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat(),
+                "2025-12-31T23:59:59.0005Z",
+                "2025-06-01",
+            ),
+            (
+                NOW_MS - 5000,
+                1_700_000_000.25,
+                "garbage",
+                " 2025-12-31T10:00:00Z ",
+                "2025-12-31T10:00:00Z ",
+                True,
+                "2999-01-01T00:00:00Z",
+                "1969-01-01T00:00:00Z",
+            ),
+        ),
+    )
+    put(
+        event,
+        "sent_at",
+        value((ABSENT, stamp.isoformat(), (stamp + dt.timedelta(minutes=5)).isoformat()), ("x",)),
+    )
+    put(
+        event,
+        "properties",
+        value(
+            (
+                ABSENT,
+                None,
+                {},
+                {"sku": "SKU-1", "price": 19.99},
+                {"url": "https://p.example/a", "title": "From props", "path": "/props"},
+                {"referrer": "https://ref.example/", "title": 5},
+            ),
+            ([1], "x", {"big": 2**70}, {"path": 5, "title": ["t"]}),
+        ),
+    )
+    put(event, "traits", value((ABSENT, {"plan": "pro"}), ("bad",)))
+    put(event, "name", value((ABSENT, "Pricing"), (5,)))
+    put(event, choice(rng, "api", "web3"), value((ABSENT, None), ({"chain_id": 1}, "bad")))
+    event["context"] = value((random_context(rng, value),), (None, {}, "bad"))
+    return event
+
+
+def random_context(rng: random.Random, value: Any) -> Any:
+    context: dict[str, Any] = {}
+    page: Any = {}
+    put(
+        page,
+        "url",
+        value(
+            (
+                ABSENT,
+                None,
+                "",
+                "https://shop.example/p/1?utm_source=news&utm_medium=mail&utm_campaign=x",
+                "https://Shop.Example:8443/a?gclid=abc&utm_term=t&utm_content=c",
+                "https://shop.example/p/2",
+                "http://[::1",
+                "u" * 5000,
+            ),
+            (5, ["u"]),
+        ),
+    )
+    put(page, "referrer", value((ABSENT, None, "", "https://www.google.com/search?q=x"), (5,)))
+    put(page, "title", value((ABSENT, None, "", "Product", "t" * 2000), (5,)))
+    put(page, "path", value((ABSENT, None, "", "/p/1", "/P/Other", "p" * 3000), (5,)))
+    put(context, "page", value((page, page, page, ABSENT, None, {}), ("bad",)))
+    put(context, "campaign", value((ABSENT, {}), ({"source": "ads", "name": "spring"}, "bad")))
+    put(context, "userAgent", value((ABSENT, CHROME, BOT, ""), (5,)))
+    put(context, "ip", value((ABSENT, "81.2.69.160", "2001:db8::1", "", "1" * 80), (5,)))
+    put(context, "locale", value((ABSENT, "en-GB", "x" * 40), (5,)))
+    screen: Any = {}
+    put(screen, "width", value((ABSENT, None, 1440, 0, 65535), (1440.0, -1, "1440", True, 70000)))
+    put(screen, "height", value((ABSENT, None, 900), (900.5, -5, 65536)))
+    put(context, "screen", value((screen, screen, ABSENT, None, {}), ("bad",)))
+    library: Any = {}
+    put(library, "name", value((ABSENT, None, "sextant-js", "n" * 70), (5,)))
+    put(library, "version", value((ABSENT, "0.1.0", "v" * 40), (1.5,)))
+    put(context, "library", value((library, library, ABSENT, {}), ("bad",)))
+    return context
+
+
+def without_generated_ids(
+    fast: list[dict[str, Any]], reference: list[dict[str, Any]], generated: bool
+) -> None:
+    """The server draws a random message id (and event id) where the client sent none."""
+    if not generated:
+        return
+    for row in (*fast, *reference):
+        assert HEX32.match(row["message_id"])
+        assert row["event_id"].replace("-", "") == row["message_id"]
+        row["message_id"] = row["event_id"] = "generated"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_event_is_stored_as_native_stores_it(
+    normalizer: Normalizer, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    fast_events = 0
+    for _ in range(400):
+        item = random_event(rng)
+        request = meta(
+            store_raw_ip=rng.random() < 0.3,
+            user_agent=choice(rng, "", CHROME),
+            ip=choice(rng, "81.2.69.160", ""),
+            sent_at_ms=choice(rng, None, NOW_MS - 120_000),
+        )
+        batch_context = choice(rng, None, None, {"userAgent": BOT, "locale": "de-DE"})
+        items = [item] * FAST_PATH_MIN_EVENTS
+        (block, links, rejected), (reference, ref_links, ref_rejected) = both_ways(
+            normalizer, items, request, monkeypatch, batch_context
+        )
+        assert rejected == ref_rejected, item
+        assert links == ref_links, item
+        assert sorted(block.keys) == sorted(reference.keys), item
+        rows, ref_rows = stored(block), stored(reference)
+        client_id = isinstance(item, dict) and item.get("message_id") not in (None, "")
+        without_generated_ids(rows, ref_rows, not client_id)
+        assert rows == ref_rows, item
+        fast_events += block.fast_count
+    assert fast_events > 400 * FAST_PATH_MIN_EVENTS // 4  # the fast path took many of them
+
+
+def test_a_mixed_batch_is_stored_as_native_stores_it(
+    normalizer: Normalizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many different events in one request (families with many distinct inputs)."""
+    rng = random.Random(42)
+    items = []
+    for i in range(400):
+        item = random_event(rng)
+        if isinstance(item, dict):
+            item["message_id"] = f"mixed-{i}"
+        items.append(item)
+    request = meta(user_agent=CHROME, store_raw_ip=True)
+    (block, links, rejected), (reference, ref_links, ref_rejected) = both_ways(
+        normalizer, items, request, monkeypatch
+    )
+    assert rejected == ref_rejected
+    assert links == ref_links
+    assert sorted(block.keys) == sorted(reference.keys)
+    assert 0 < block.fast_count < len(block)  # both paths in one block
+    by_id = {row["message_id"]: row for row in stored(reference)}
+    rows = stored(block)
+    assert len(rows) == len(by_id)
+    for row in rows:
+        assert row == by_id[row["message_id"]]
+
+
+def test_the_benchmark_and_tracker_events_take_the_fast_path(normalizer: Normalizer) -> None:
+    tracker_page = {
+        "type": "page",
+        "message_id": str(uuid.uuid4()),
+        "anonymous_id": "a-1",
+        "session_id": "s-1",
+        "timestamp": "2025-12-31T23:00:00.123Z",
+        "sent_at": "2025-12-31T23:00:00.130Z",
+        "event": "$pageview",
+        "properties": {},
+        "context": {
+            "page": {
+                "url": "https://shop.example/?utm_source=x",
+                "path": "/",
+                "title": "Shop",
+                "referrer": "",
+            },
+            "screen": {"width": 390, "height": 844},
+            "locale": "en-GB",
+            "library": {"name": "sextant-js", "version": "1"},
+        },
+    }
+    track = {
+        "type": "track",
+        "event": "add_to_cart",
+        "anonymous_id": "anon-1",
+        "timestamp": "2025-12-31T23:00:00.123456+00:00",
+        "properties": {"sku": "SKU-1", "price": 19.99, "quantity": 1},
+        "context": {"page": {"url": "https://shop.example/p/1"}, "userAgent": CHROME},
+    }
+    block, _, rejected = normalizer.block([tracker_page, track] * 10, meta())
+    assert rejected == []
+    assert block.fast_count == 20
+    assert len(block.keys) == 10  # the tracker's message ids; the others are generated
+
+
+def test_iso_timestamps_in_ms_as_datetime_timestamp_rounds_them() -> None:
+    rng = random.Random(7)
+    zones = [
+        dt.UTC,
+        dt.timezone(dt.timedelta(hours=5, minutes=30)),
+        dt.timezone(-dt.timedelta(hours=8)),
+    ]
+    for _ in range(5000):
+        micros = rng.randrange(-(10**15), 4 * 10**15)
+        if rng.random() < 0.3:
+            micros = micros // 1000 * 1000 + 500  # exactly half a millisecond
+        stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+        text = stamp.astimezone(rng.choice(zones)).isoformat()
+        if rng.random() < 0.2:
+            text = stamp.replace(tzinfo=None).isoformat()
+        parsed = dt.datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        assert normalize.iso_ms(text) == round(parsed.timestamp() * 1000), text
+
+
+def test_properties_are_stored_as_the_same_json(normalizer: Normalizer) -> None:
+    props = {"nested": {"a": [1, 2.5, None, True]}, "ü": "ß"}
+    item = {"event": "e", "anonymous_id": "a", "properties": props}
+    block, _, _ = normalizer.block([item] * FAST_PATH_MIN_EVENTS, meta())
+    assert block.fast_count == FAST_PATH_MIN_EVENTS
+    [row, *_] = stored(block)
+    assert orjson.loads(row["properties"]) == props
+    assert row["properties"] == orjson.dumps(props).decode()

@@ -272,23 +272,53 @@ def main() -> None:
         action="store_true",
         help="read raw events only (what a filtered report does, and Sextant before rollups)",
     )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the loaded data (chDB store in DIR, PostgreSQL database named after it) "
+        "and reuse it on the next run with the same DIR: compare code changes on one data set",
+    )
     args = parser.parse_args()
 
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    db_name = f"sextant_bench_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(args.pg_dsn + " dbname=postgres", autocommit=True)
-    admin.execute(f"CREATE DATABASE {db_name}")
-    tmp = tempfile.TemporaryDirectory(prefix="sextant-bench-")
+    if args.keep:
+        keep = Path(args.keep).resolve()
+        keep.mkdir(parents=True, exist_ok=True)
+        db_name = "sextant_bench_keep_" + uuid.uuid5(uuid.NAMESPACE_URL, str(keep)).hex[:8]
+        stamp = keep / "loaded-until"
+        reuse = stamp.exists()
+        end = (
+            datetime.fromisoformat(stamp.read_text().strip())
+            if reuse
+            else datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        )
+        if not reuse:
+            admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
+            admin.execute(f"CREATE DATABASE {db_name}")
+        tmp = None
+        events_dir = keep / "events"
+    else:
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        db_name = f"sextant_bench_{uuid.uuid4().hex[:8]}"
+        admin.execute(f"CREATE DATABASE {db_name}")
+        tmp = tempfile.TemporaryDirectory(prefix="sextant-bench-")
+        events_dir = Path(tmp.name) / "events"
+        reuse = False
     try:
-        store = EventStore(f"chdb://{Path(tmp.name) / 'events'}")
+        store = EventStore(f"chdb://{events_dir}")
         migrate(store)
         with psycopg.connect(args.pg_dsn + f" dbname={db_name}") as pg:
-            pg.execute(PG_TABLE)
-            pg.commit()
-            load(store, pg, args.events, end, args.source)
+            if reuse:
+                print(
+                    f"reusing the data loaded into {args.keep} (events until {end:%Y-%m-%dT%H:%MZ})"
+                )
+            else:
+                pg.execute(PG_TABLE)
+                pg.commit()
+                load(store, pg, args.events, end, args.source)
             if args.final_cost:
                 final_cost(store, args, end, "before background merges")
-            if not args.no_optimize:
+            if not args.no_optimize and not reuse:
                 t = time.perf_counter()
                 store.command("OPTIMIZE TABLE events FINAL")
                 print(f"merged parts (OPTIMIZE FINAL) in {time.perf_counter() - t:.0f}s")
@@ -302,11 +332,14 @@ def main() -> None:
                     f"built daily rollups in {built.seconds:.1f}s "
                     f"({built.days} days, {built.rows:,} rows)"
                 )
+            if args.keep and not reuse:
+                stamp.write_text(end.isoformat())
             run(store, pg, args, end, builder)
         store.close()
     finally:
-        tmp.cleanup()
-        admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
+        if tmp is not None:
+            tmp.cleanup()
+            admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
         admin.close()
 
 

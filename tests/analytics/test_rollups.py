@@ -201,6 +201,25 @@ def test_an_event_written_after_the_build_is_counted_at_once(dataset: Factory) -
     assert _answers(d, d.service) == _answers(d, _raw(d))
 
 
+@pytest.mark.parametrize("max_stretches", [0, 16])
+def test_days_built_in_several_runs_are_read_by_their_own_version(
+    dataset: Factory, monkeypatch: pytest.MonkeyPatch, max_stretches: int
+) -> None:
+    """Days rebuilt later carry another version: each day's rows are read by its own one,
+    as day ranges per stretch of one version (16) or by a lookup per day (0)."""
+    monkeypatch.setattr(rollups, "_MAX_STRETCHES", max_stretches)
+    d = dataset("Europe/Berlin")
+    _fill(d)
+    _build(d)
+    d.track("purchase", "late-1", "2026-11-09 10:00:00", browser="Edge")
+    d.track("$pageview", "late-2", "2026-11-15 10:00:00", browser="Edge", path="/late")
+    assert _build(d).days >= 2
+    scope = q.Scope(d.project_id, d.ctx.timezone, False, True)
+    clean = rollups.plan(d.store, scope, datetime(2026, 11, 6, tzinfo=UTC), NOW).clean
+    assert len(rollups.version_stretches(clean)) >= 5  # old, 9th, old, 15th, old
+    assert _answers(d, d.service) == _answers(d, _raw(d))
+
+
 def test_a_person_link_after_the_build_merges_persons_at_once(dataset: Factory) -> None:
     d = dataset("UTC")
     _fill(d)

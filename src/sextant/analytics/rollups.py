@@ -91,6 +91,10 @@ ALIAS_MARGIN = timedelta(seconds=10)
 # How far the stored link mark trails before it is moved on.
 ALIAS_MARK_STEP = timedelta(seconds=60)
 _ROLLUP_SETTINGS = {"do_not_merge_across_partitions_select_final": 1, "join_use_nulls": 0}
+_DAY = timedelta(days=1)
+# Up to this many stretches of days with one version are read as day ranges; beyond, a
+# version lookup by day.
+_MAX_STRETCHES = 4
 
 
 def _ts(moment: datetime) -> str:
@@ -134,20 +138,45 @@ def _day_start(day: date, tz: str) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(UTC)
 
 
+def version_stretches(builds: dict[date, int]) -> list[tuple[date, date, int]]:
+    """(first day, last day, version) of each stretch of consecutive days built with one
+    version, in day order."""
+    stretches: list[tuple[date, date, int]] = []
+    for d in sorted(builds):
+        if stretches and stretches[-1][2] == builds[d] and stretches[-1][1] + _DAY == d:
+            stretches[-1] = (stretches[-1][0], d, builds[d])
+        else:
+            stretches.append((d, d, builds[d]))
+    return stretches
+
+
 def builds_of(
     params: q.Params, builds: dict[date, int], *, day: str = "r.day", version: str = "r.version"
 ) -> str:
-    """Rows of exactly these builds ({day: version}): the day bounds let the sort key skip
-    other days, and the version is looked up by day in a hash map built once per statement
-    (cheaper per row than a (day, version) tuple IN)."""
+    """Rows of exactly these builds ({day: version}). The day bounds let the sort key skip
+    other days. Days are usually built in a few runs, each a stretch of consecutive days
+    with one version: then each stretch is a day range and a version equality (cheapest per
+    row); with many stretches the version is looked up by day in a hash map built once per
+    statement (still cheaper per row than a (day, version) tuple IN)."""
     days = sorted(builds)
+    bounds = (
+        f"{day} >= {params.bind(days[0].isoformat(), 'Date')} "
+        f"AND {day} <= {params.bind(days[-1].isoformat(), 'Date')}"
+    )
+    stretches = version_stretches(builds)
+    if len(stretches) == 1:
+        return f"{bounds} AND {version} = {params.bind(stretches[0][2], 'UInt64')}"
+    if len(stretches) <= _MAX_STRETCHES:
+        each = [
+            f"({day} >= {params.bind(lo.isoformat(), 'Date')} "
+            f"AND {day} <= {params.bind(hi.isoformat(), 'Date')} "
+            f"AND {version} = {params.bind(v, 'UInt64')})"
+            for lo, hi, v in stretches
+        ]
+        return f"{bounds} AND ({' OR '.join(each)})"
     keys = params.bind([d.isoformat() for d in days], "Array(Date)")
     versions = params.bind([builds[d] for d in days], "Array(UInt64)")
-    return (
-        f"{day} >= {params.bind(days[0].isoformat(), 'Date')} "
-        f"AND {day} <= {params.bind(days[-1].isoformat(), 'Date')} "
-        f"AND {version} = transform({day}, {keys}, {versions}, toUInt64(0))"
-    )
+    return f"{bounds} AND {version} = transform({day}, {keys}, {versions}, toUInt64(0))"
 
 
 def week_key(days: list[tuple[date, int]]) -> int:

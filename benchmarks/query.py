@@ -281,29 +281,25 @@ def main() -> None:
     args = parser.parse_args()
 
     admin = psycopg.connect(args.pg_dsn + " dbname=postgres", autocommit=True)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    tmp = None
+    reuse = False
     if args.keep:
         keep = Path(args.keep).resolve()
         keep.mkdir(parents=True, exist_ok=True)
         db_name = "sextant_bench_keep_" + uuid.uuid5(uuid.NAMESPACE_URL, str(keep)).hex[:8]
+        events_dir = keep / "events"
         stamp = keep / "loaded-until"
         reuse = stamp.exists()
-        end = (
-            datetime.fromisoformat(stamp.read_text().strip())
-            if reuse
-            else datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        )
-        if not reuse:
-            admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
-            admin.execute(f"CREATE DATABASE {db_name}")
-        tmp = None
-        events_dir = keep / "events"
+        if reuse:
+            end = datetime.fromisoformat(stamp.read_text().strip())
     else:
-        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         db_name = f"sextant_bench_{uuid.uuid4().hex[:8]}"
-        admin.execute(f"CREATE DATABASE {db_name}")
         tmp = tempfile.TemporaryDirectory(prefix="sextant-bench-")
         events_dir = Path(tmp.name) / "events"
-        reuse = False
+    if not reuse:
+        admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
+        admin.execute(f"CREATE DATABASE {db_name}")
     try:
         store = EventStore(f"chdb://{events_dir}")
         migrate(store)

@@ -91,7 +91,6 @@ ALIAS_MARGIN = timedelta(seconds=10)
 # How far the stored link mark trails before it is moved on.
 ALIAS_MARK_STEP = timedelta(seconds=60)
 _ROLLUP_SETTINGS = {"do_not_merge_across_partitions_select_final": 1, "join_use_nulls": 0}
-_DAY = timedelta(days=1)
 # Up to this many stretches of days with one version are read as day ranges; beyond, a
 # version lookup by day.
 _MAX_STRETCHES = 4
@@ -143,7 +142,11 @@ def version_stretches(builds: dict[date, int]) -> list[tuple[date, date, int]]:
     version, in day order."""
     stretches: list[tuple[date, date, int]] = []
     for d in sorted(builds):
-        if stretches and stretches[-1][2] == builds[d] and stretches[-1][1] + _DAY == d:
+        if (
+            stretches
+            and stretches[-1][2] == builds[d]
+            and stretches[-1][1] + timedelta(days=1) == d
+        ):
             stretches[-1] = (stretches[-1][0], d, builds[d])
         else:
             stretches.append((d, d, builds[d]))

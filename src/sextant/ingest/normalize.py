@@ -686,6 +686,9 @@ class Normalizer:
                     locale = title = url = referrer = path = library = library_version = ""
                     width = height = 0
                     if context:
+                        # Each field is checked inline, not through a helper: this runs for
+                        # every event of a batch, and anything unexpected (a wrong type) only
+                        # sends the event down the row path, which gives the error message.
                         page = context.get("page")
                         if page is not None and page.__class__ is not dict:
                             kind = None

@@ -333,9 +333,15 @@ def _hex(rng: random.Random, bits: int) -> str:
 class _Emitter:
     """Builds rows from a per-session template and hands out batches."""
 
-    def __init__(self, project_id: str, limit: int, batch_size: int, rng: random.Random) -> None:
+    def __init__(
+        self, project_id: str, limit: int, batch_size: int, rng: random.Random, end_ms: int
+    ) -> None:
         self.project_id = project_id
         self.limit = limit
+        # A session that starts shortly before the end would run past it: its later events
+        # are left out, so the data set never holds events after `end` (in the future, when
+        # `end` is now).
+        self.end_ms = end_ms
         self.batch_size = batch_size
         self.rng = rng
         self.count = 0
@@ -364,7 +370,7 @@ class _Emitter:
         properties: dict[str, Any] | None = None,
         template: list[Any] | None = None,
     ) -> None:
-        if self.count >= self.limit:
+        if self.count >= self.limit or ts_ms >= self.end_ms:
             return
         rng = self.rng
         row = (template or self.template).copy()
@@ -391,6 +397,8 @@ class _Emitter:
             self.batch = DemoBatch()
 
     def alias(self, distinct_id: str, person_id: str, ts_ms: int) -> None:
+        if ts_ms >= self.end_ms:
+            return
         self.batch.aliases.append(
             [
                 self.project_id,
@@ -415,7 +423,7 @@ def generate_rows(
     end = end or dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     end_ms = int(end.timestamp() * 1000)
     start_ms = end_ms - days * 86_400_000
-    out = _Emitter(project_id, n_events, batch_size, rng)
+    out = _Emitter(project_id, n_events, batch_size, rng, end_ms)
     # Traffic grows over the period and dips at weekends.
     day_weights = []
     for day in range(days):

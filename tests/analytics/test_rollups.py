@@ -47,6 +47,8 @@ REPORTS: list[dict[str, Any]] = [
     {"kind": "retention", "date_from": "-14d", "periods": 5},
     {"kind": "retention", "interval": "week", "date_from": "-30d", "periods": 3},
     {"kind": "retention", "date_from": "-14d", "include_bots": True},
+    # Ends inside a built day: that day's person rows are cut to the range.
+    {"kind": "retention", "date_from": "2026-11-08", "date_to": "2026-11-20T11:10:00"},
     {"kind": "api_metrics", "interval": "day", "date_from": "-14d"},
     {"kind": "api_metrics", "interval": "week", "date_from": "-30d", "sort": "p95", "limit": 2},
     {"kind": "api_metrics", "interval": "day", "date_from": "-7d", "include_bots": True},
@@ -62,6 +64,12 @@ REPORTS: list[dict[str, Any]] = [
         "date_from": "2026-11-09",
         "date_to": "2026-11-20T10:30:00",
         "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "signup"}],
+    },
+    {
+        "kind": "funnel",
+        "date_from": "2026-11-10T15:30:00",
+        "date_to": "2026-11-20T11:10:00",
+        "steps": [{"event": "$pageview"}, {"event": "signup"}, {"event": "purchase"}],
     },
     {
         "kind": "funnel",
@@ -108,6 +116,14 @@ def _fill(d: Any) -> None:
                 duration_ms=round(12.5 + (n * 37 + day * 11) % 90 * 1.25, 2),
                 is_bot=1 if n == 3 else 0,
             )
+    # Visitors who convert, or come back, just outside a range that starts or ends inside a
+    # day (Berlin: 15:00 and 15:50 on the 10th; 11:00, 11:20 and 11:40 on the 20th).
+    d.track("$pageview", "edge-1", "2026-11-10 14:00:00", browser="Chrome", path="/")
+    d.track("signup", "edge-1", "2026-11-10 14:50:00", browser="Chrome")
+    d.track("$pageview", "edge-2", "2026-11-20 10:00:00", browser="Chrome", path="/")
+    d.track("signup", "edge-2", "2026-11-20 10:20:00", browser="Chrome")
+    d.track("$pageview", "edge-3", "2026-11-19 12:00:00", browser="Safari", path="/")
+    d.track("$pageview", "edge-3", "2026-11-20 10:40:00", browser="Safari", path="/")
     # The morning of "today" (NOW is noon): its whole hours come from hourly rollups.
     d.track("$pageview", "v5", "2026-11-20 08:10:00", browser="Safari", path="/docs")
     d.track("signup", "v7", "2026-11-20 10:59:59", browser="Chrome")
@@ -378,7 +394,7 @@ def test_retention_is_read_from_the_first_days_on_person_day_rows(
     ours, raw = _retention(d, "-14d")
     assert ours == raw
     assert calls == ["day", "week", "month", "day"]
-    assert ours["cohorts"][-1]["persons"] == 1
+    assert ours["cohorts"][-1]["persons"] == 2  # the newcomer and edge-2, first seen today
     # A dirty day inside the range (an event written after the build) sends it to the old path.
     calls.clear()
     d.track("$pageview", "v1", "2026-11-12 09:00:00")

@@ -217,6 +217,45 @@ def test_an_event_written_after_the_build_is_counted_at_once(dataset: Factory) -
     assert _answers(d, d.service) == _answers(d, _raw(d))
 
 
+def test_day_states_are_read_again_only_after_a_write(
+    dataset: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports in a row on an embedded store read the project's day states and its new
+    links once; any write (an event, a link, a build) makes the next report read them."""
+    d = dataset("Europe/Berlin")
+    _fill(d)
+    _build(d)
+    reads: list[str] = []
+    original = rollups.day_states
+    original_query = d.store.query
+
+    def spy(store: Any, scope: Any, **kw: Any) -> Any:
+        reads.append("states")
+        return original(store, scope, **kw)
+
+    def query(sql: str, *args: Any, **kw: Any) -> Any:
+        if "FROM person_aliases WHERE project_id" in sql and "groupArray" in sql:
+            reads.append("links")
+        return original_query(sql, *args, **kw)
+
+    monkeypatch.setattr(rollups, "day_states", spy)
+    monkeypatch.setattr(d.store, "query", query)
+    summary = SummaryQuery(date_from="-14d")
+    first = d.run(summary)
+    assert sorted(reads) == ["links", "states"]
+    for _ in range(3):
+        assert _strip(d.run(summary)) == _strip(first)
+    assert sorted(reads) == ["links", "states"]
+    d.track("purchase", "late-visitor", "2026-11-15 10:00:00", browser="Edge")
+    assert d.run(summary)["total_events"] == first["total_events"] + 1
+    assert sorted(reads) == ["links", "links", "states", "states"]
+    _build(d)  # the build writes too
+    reads.clear()
+    assert d.run(summary)["total_events"] == first["total_events"] + 1
+    assert "states" in reads
+    assert _answers(d, d.service) == _answers(d, _raw(d))
+
+
 @pytest.mark.parametrize("max_stretches", [0, 16])
 def test_days_built_in_several_runs_are_read_by_their_own_version(
     dataset: Factory, monkeypatch: pytest.MonkeyPatch, max_stretches: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from sextant.core.eventstore import EventStoreError, QueryTooExpensive, chdb_path
+from sextant.ingest.event import ALIAS_COLUMNS
 from sextant.migrations import event_schema
 
 
@@ -72,6 +74,32 @@ def test_insert_and_query_with_bound_parameters(store: Any) -> None:
         ).scalar()
         == 1
     )
+
+
+def test_writes_are_counted_so_readers_know_nothing_changed(store: Any) -> None:
+    """Every kind of write, failed ones too, moves the count; reads do not."""
+    assert store.embedded
+    project_id = uuid.uuid4()
+    mark = store.writes
+    store.query("SELECT count() FROM person_aliases")
+    assert store.unchanged_since(mark)
+    row = [project_id, "a", "b", dt.datetime(2026, 1, 1)]
+    writes = [
+        lambda: store.insert("person_aliases", [row], ALIAS_COLUMNS),
+        lambda: store.insert_raw(
+            "person_aliases", b'{"project_id": "%s"}' % str(project_id).encode()
+        ),
+        lambda: store.command(
+            "DELETE FROM person_aliases WHERE project_id = {p:UUID}", {"p": project_id}
+        ),
+        lambda: store.insert_raw("no_such_table", b'{"a": 1}'),
+    ]
+    for write in writes:
+        mark = store.writes
+        with contextlib.suppress(EventStoreError):
+            write()
+        assert not store.unchanged_since(mark)
+        assert store.writes == mark + 1
 
 
 def test_driver_errors_are_wrapped(store: Any) -> None:

@@ -276,6 +276,32 @@ def day_states(store: EventStore, scope: q.Scope, *, connection: str | None = No
     return DayStates(written, clean, bounds)
 
 
+class DayStatesCache:
+    """Each project's day states, kept between reports while nothing has been written to
+    the store since they were read (`EventStore.unchanged_since`: an embedded store, where
+    every write, from ingest, builds, link marks or deletions, goes through this process).
+    Against a server they are read for every report."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, str], tuple[int, DayStates]] = {}
+
+    def get(self, scope: q.Scope, *, connection: str | None = None) -> DayStates:
+        key = (scope.project_id, scope.tz)
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and self.store.unchanged_since(kept[0]):
+            return kept[1]
+        # Counted before the read: a write that finishes during it makes the next get read
+        # again, whether or not this read saw it.
+        mark = self.store.writes
+        states = day_states(self.store, scope, connection=connection)
+        with self._lock:
+            self._kept[key] = (mark, states)
+        return states
+
+
 def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date, int]:
     """{day: rollup version} of the days in `days` whose rollup is up to date."""
     clean = day_states(store, scope).clean
@@ -289,6 +315,8 @@ def clean_days(store: EventStore, scope: q.Scope, days: list[date]) -> dict[date
 class _AliasState:
     marked_to: datetime | None = None
     seen: set[tuple[str, datetime]] = field(default_factory=set)
+    # The store's write count when the last sync began (see `EventStore.unchanged_since`).
+    synced: int | None = None
 
 
 class AliasMarks:
@@ -315,6 +343,10 @@ class AliasMarks:
         """Mark the hours of links not handled yet; return how many links were new."""
         with self._lock:
             state = self._state.setdefault(project_id, _AliasState())
+            # No link can be new when nothing was written since the last sync began.
+            if state.synced is not None and self.store.unchanged_since(state.synced):
+                return 0
+            synced = self.store.writes
             params: dict[str, Any] = {"project_id": project_id}
             params["local"] = _ts(state.marked_to or datetime(1970, 1, 1))
             # One statement (an aggregate without GROUP BY always answers one row): the
@@ -366,6 +398,7 @@ class AliasMarks:
                 marked_to = horizon
             state.marked_to = marked_to
             state.seen = {k for k in state.seen | set(new) if _naive(k[1]) >= marked_to}
+            state.synced = synced
             return len(new)
 
     def handled(self, project_id: str, until: datetime) -> None:

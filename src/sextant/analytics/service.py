@@ -179,6 +179,7 @@ class AnalyticsService:
         self.scheduler = scheduler
         self.aliases = scheduler.builder.aliases if scheduler else rollups.AliasMarks(store)
         self._linked: set[str] = set()  # projects known to have person links
+        self._states = rollups.DayStatesCache(store)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -294,14 +295,10 @@ class AnalyticsService:
         try:
             # The link check and the day states at once, on connections of their own; only
             # when new links were turned into marks are the states read again.
-            states = self._pool.submit(
-                rollups.day_states, self.store, scope, connection="plan-days"
-            )
+            states = self._pool.submit(self._states.get, scope, connection="plan-days")
             if persons and self.aliases.sync(scope.project_id, connection="plan-links"):
                 states.result()
-                states = self._pool.submit(
-                    rollups.day_states, self.store, scope, connection="plan-days"
-                )
+                states = self._pool.submit(self._states.get, scope, connection="plan-days")
             plan = rollups.plan(self.store, scope, start, end, split=split, states=states.result())
         except EventStoreError as exc:
             raise BadRequest(f"query failed: {exc}", code="query_failed") from exc

@@ -98,6 +98,9 @@ class EventStore:
         # concurrent statements each get their own and never wait behind another statement.
         self._named: dict[str, Any] = {}
         self._named_lock = threading.Lock()
+        # Finished writes (inserts and statements), counted: see `unchanged_since`.
+        self._writes = 0
+        self._writes_lock = threading.Lock()
         # A raw chDB handle on the same engine for Arrow inserts (the ingest writer's).
         self._chdb_handle: Any = None
         if self.embedded:
@@ -165,6 +168,22 @@ class EventStore:
 
     # -- statements ---------------------------------------------------------------------
 
+    @property
+    def writes(self) -> int:
+        """How many writes have finished so far: take it before reading something, and
+        `unchanged_since` tells later whether that reading still holds."""
+        return self._writes
+
+    def unchanged_since(self, mark: int) -> bool:
+        """Whether nothing has been written since `writes` was `mark`. Only an embedded
+        store can tell: one process owns its directory, so every write goes through this
+        object. A server is written by other processes too: False."""
+        return self.embedded and mark == self._writes
+
+    def _wrote(self) -> None:
+        with self._writes_lock:
+            self._writes += 1
+
     def query(
         self,
         sql: str,
@@ -212,6 +231,8 @@ class EventStore:
             )
         except Exception as exc:
             raise _wrap(exc) from exc
+        finally:
+            self._wrote()
 
     def insert(
         self,
@@ -230,6 +251,8 @@ class EventStore:
             )
         except Exception as exc:
             raise _wrap(exc) from exc
+        finally:
+            self._wrote()
 
     def _connection(self, name: str) -> Any:
         with self._named_lock:
@@ -274,6 +297,8 @@ class EventStore:
             )
         except Exception as exc:
             raise _wrap(exc) from exc
+        finally:
+            self._wrote()
 
     def flush_buffers(self) -> None:
         """Write what the database's Buffer tables hold to their tables: Buffer rows live in
@@ -309,6 +334,8 @@ class EventStore:
                 self._writer().insert_arrow(table, data, settings=dict(settings or {}))
         except Exception as exc:
             raise _wrap(exc) from exc
+        finally:
+            self._wrote()
 
     def _insert_arrow_embedded(self, table: str, data: Any, settings: Mapping[str, Any]) -> None:
         import pyarrow as pa

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from sextant.analytics.rollups import RollupScheduler
 from sextant.app import create_app
 from sextant.config import Environment, Settings
 from sextant.migrations import control
@@ -182,3 +183,19 @@ def write_key(client: TestClient, auth: dict[str, Any], project: dict[str, Any])
 def read_key(client: TestClient, auth: dict[str, Any], project: dict[str, Any]) -> str:
     """The secret of a read key (`sx_r_...`) for `project`."""
     return str(create_key(client, auth, project, "read")["secret"])
+
+
+@pytest.fixture
+def no_background_builds(app: FastAPI, client: TestClient) -> Iterator[None]:
+    """The app shares the event store: its background rollup builds (of projects that
+    earlier tests asked about) write, and read links, at any moment. Tests that count the
+    store's writes or reads pause them."""
+    scheduler: RollupScheduler | None = app.state.rollups
+    if scheduler is None:
+        yield
+        return
+    scheduler.stop()
+    try:
+        yield
+    finally:
+        scheduler.start()

@@ -218,7 +218,7 @@ def test_an_event_written_after_the_build_is_counted_at_once(dataset: Factory) -
 
 
 def test_day_states_are_read_again_only_after_a_write(
-    dataset: Factory, monkeypatch: pytest.MonkeyPatch
+    dataset: Factory, monkeypatch: pytest.MonkeyPatch, no_background_builds: None
 ) -> None:
     """Reports in a row on an embedded store read the project's day states and its new
     links once; any write (an event, a link, a build) makes the next report read them."""

@@ -76,7 +76,9 @@ def test_insert_and_query_with_bound_parameters(store: Any) -> None:
     )
 
 
-def test_writes_are_counted_so_readers_know_nothing_changed(store: Any) -> None:
+def test_writes_are_counted_so_readers_know_nothing_changed(
+    store: Any, no_background_builds: None
+) -> None:
     """Every kind of write, failed ones too, moves the count; reads do not."""
     assert store.embedded
     project_id = uuid.uuid4()

@@ -1015,6 +1015,7 @@ class RollupScheduler:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop.clear()  # started again after a stop
             self._thread = threading.Thread(target=self._loop, name="rollups", daemon=True)
             self._thread.start()
 

@@ -282,30 +282,47 @@ def test_deleting_an_org_deletes_the_events_of_all_its_projects(
     assert project_rows(client, project["id"]) == 0
 
 
-def test_retention_pass_purges_events_of_projects_that_no_longer_exist(client: TestClient) -> None:
+def test_retention_pass_purges_events_of_projects_that_no_longer_exist(
+    client: TestClient, project: dict[str, Any], write_key: str
+) -> None:
+    """Every orphan goes in the same pass (one delete per table for all of them); a project
+    that exists keeps its rows."""
     import uuid
 
     app = client.app
     store = app.state.events  # type: ignore[attr-defined]
-    orphan = str(uuid.uuid4())
-    store.insert(
-        "events",
-        [
+    send(client, write_key, [{"event": "kept", "user_id": "k1"}])
+    orphans = [str(uuid.uuid4()) for _ in range(3)]
+    for orphan in orphans:
+        store.insert(
+            "events",
             [
-                orphan,
-                str(uuid.uuid4()),
-                "m-orphan",
-                "track",
-                "ghost",
-                datetime.now(UTC),
-                datetime.now(UTC),
-            ]
-        ],
-        ["project_id", "event_id", "message_id", "type", "event", "timestamp", "received_at"],
-    )
-    assert project_rows(client, orphan) == 1
+                [
+                    orphan,
+                    str(uuid.uuid4()),
+                    "m-orphan",
+                    "track",
+                    "ghost",
+                    datetime.now(UTC),
+                    datetime.now(UTC),
+                ]
+            ],
+            ["project_id", "event_id", "message_id", "type", "event", "timestamp", "received_at"],
+        )
+        store.insert(
+            "person_aliases",
+            [[orphan, "anon", "user", datetime.now(UTC)]],
+            ["project_id", "distinct_id", "person_id", "updated_at"],
+        )
+    assert [project_rows(client, orphan) for orphan in orphans] == [1, 1, 1]
     apply_retention(store, app.state.db)  # type: ignore[attr-defined]
-    assert project_rows(client, orphan) == 0
+    assert [project_rows(client, orphan) for orphan in orphans] == [0, 0, 0]
+    links = store.query(
+        "SELECT count() FROM person_aliases WHERE project_id IN {ids:Array(UUID)}",
+        {"ids": orphans},
+    ).scalar()
+    assert links == 0
+    assert project_rows(client, project["id"]) == 1
 
 
 def test_exported_timestamps_are_explicit_utc(

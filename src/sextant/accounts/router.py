@@ -264,9 +264,10 @@ def delete_org(
 ) -> Response:
     """Delete an organisation with all its projects, keys and events (owner only)."""
     access = service.get_org_access(session, user=user, org_id=org_id)
-    for project_id in service.delete_org(session, access=access):
+    project_ids = service.delete_org(session, access=access)
+    for project_id in project_ids:
         resolver.invalidate_project(project_id)
-        purge_projects(store, [project_id])
+    purge_projects(store, project_ids)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -118,8 +118,8 @@ def export_events(
 
 def purge_projects(store: EventStore, project_ids: Sequence[str]) -> None:
     """Delete every event of projects that were deleted from the control plane."""
+    queries.delete_project_rows(store, project_ids=project_ids)
     for project_id in project_ids:
-        queries.delete_project_rows(store, project_id=project_id)
         log.info("project_events_purged", project_id=project_id)
 
 

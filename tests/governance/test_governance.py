@@ -10,7 +10,10 @@ from typing import Any
 import orjson
 from fastapi.testclient import TestClient
 
+from sextant.analytics.rollups import RollupBuilder
+from sextant.governance import queries
 from sextant.governance.service import apply_retention
+from sextant.ingest.event import ALIAS_COLUMNS
 
 
 def send(client: TestClient, write_key: str, events: list[dict[str, Any]]) -> None:
@@ -240,6 +243,21 @@ def project_rows(client: TestClient, project_id: str) -> int:
     )
 
 
+def rows_per_table(client: TestClient, project_id: str) -> dict[str, int]:
+    """{table: rows of this project} for every table of the event store that holds
+    projects' rows (Buffer tables flushed first)."""
+    store = client.app.state.events  # type: ignore[attr-defined]
+    store.flush_buffers()
+    return {
+        table: int(
+            store.query(
+                f"SELECT count() FROM {table} WHERE project_id = {{p:UUID}}", {"p": project_id}
+            ).scalar()
+        )
+        for table in queries.project_tables(store)
+    }
+
+
 def test_deleting_a_project_deletes_its_events_and_keys(
     client: TestClient,
     auth: dict[str, Any],
@@ -255,14 +273,30 @@ def test_deleting_a_project_deletes_its_events_and_keys(
         json={"name": "w", "kind": "write"},
         headers=auth["headers"],
     ).json()["secret"]
-    send(client, write_key, [{"event": "a", "user_id": "x"}, {"event": "b", "user_id": "y"}])
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    send(
+        client,
+        write_key,
+        [
+            {"event": "a", "user_id": "x", "timestamp": yesterday},
+            {"event": "b", "user_id": "y", "timestamp": yesterday},
+        ],
+    )
     send(client, other_key, [{"event": "c", "user_id": "z"}])
+    # Yesterday built: the project's rows are in the rollup tables too.
+    store = client.app.state.events  # type: ignore[attr-defined]
+    built = RollupBuilder(store, quiet_seconds=0).build(project["id"], project["timezone"])
+    assert built.days >= 1
+    before = rows_per_table(client, project["id"])
+    assert {"events", "rollup_daily", "rollup_person_days", "rollup_person_events"} <= {
+        table for table, n in before.items() if n
+    }
 
     assert (
         client.delete(f"/api/v1/projects/{project['id']}", headers=auth["headers"]).status_code
         == 204
     )
-    assert project_rows(client, project["id"]) == 0
+    assert rows_per_table(client, project["id"]) == dict.fromkeys(before, 0)
     assert project_rows(client, other["id"]) == 1
     gone = client.post(
         "/api/v1/events", json={"event": "late", "user_id": "x"}, headers={"X-API-Key": write_key}
@@ -312,7 +346,7 @@ def test_retention_pass_purges_events_of_projects_that_no_longer_exist(
         store.insert(
             "person_aliases",
             [[orphan, "anon", "user", datetime.now(UTC)]],
-            ["project_id", "distinct_id", "person_id", "updated_at"],
+            ALIAS_COLUMNS,
         )
     assert [project_rows(client, orphan) for orphan in orphans] == [1, 1, 1]
     apply_retention(store, app.state.db)  # type: ignore[attr-defined]

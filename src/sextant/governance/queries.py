@@ -73,19 +73,13 @@ def delete_person_rows(store: EventStore, *, project_id: str, distinct_ids: Sequ
         "AND (distinct_id IN {ids:Array(String)} OR person_id IN {ids:Array(String)})",
         params,
     )
-    _flush_buffers(store)
+    store.flush_buffers()
     store.command(
         "DELETE FROM first_seen_data WHERE project_id = {project_id:UUID} "
         "AND distinct_hash IN arrayMap(x -> cityHash64(x), {ids:Array(String)})",
         params,
     )
     invalidate_rollups(store, project_id=project_id)
-
-
-def _flush_buffers(store: EventStore) -> None:
-    """Rows still in the views' Buffer tables reach their tables before a delete there."""
-    for table in ("first_seen", "rollup_writes"):
-        store.command(f"OPTIMIZE TABLE {table}")
 
 
 def invalidate_rollups(store: EventStore, *, project_id: str) -> None:
@@ -140,27 +134,27 @@ def iter_event_pages(
             return
 
 
+def project_tables(store: EventStore) -> list[str]:
+    """Every table that holds rows of projects: the MergeTree tables with a `project_id`
+    column, read from the schema so that a table added later cannot be forgotten (views
+    write into these tables; Buffer tables are flushed into them)."""
+    rows = store.query(
+        "SELECT table FROM system.columns WHERE database = currentDatabase() "
+        "AND name = 'project_id' AND table IN (SELECT name FROM system.tables "
+        "WHERE database = currentDatabase() AND engine LIKE '%MergeTree') ORDER BY table"
+    ).rows
+    return [str(table) for (table,) in rows]
+
+
 def delete_project_rows(store: EventStore, *, project_ids: Sequence[str]) -> None:
     """Every row of these projects, in every table: one statement per table whatever the
     number of projects (a delete costs about the same for one project as for hundreds)."""
     if not project_ids:
         return
     params = {"ids": list(project_ids)}
-    _flush_buffers(store)
-    tables = (
-        "events",
-        "person_aliases",
-        "first_seen_data",
-        "rollup_daily",
-        "rollup_api_daily",
-        "rollup_person_days",
-        "rollup_person_stage",
-        "rollup_weekly",
-        "rollup_hourly",
-        "rollup_builds",
-    )
-    for table in (*tables, "rollup_writes_data", "rollup_alias_marks"):
-        store.command(f"DELETE FROM {table} WHERE project_id IN {{ids:Array(UUID)}}", params)
+    store.flush_buffers()
+    for table in project_tables(store):
+        store.command(f"DELETE FROM `{table}` WHERE project_id IN {{ids:Array(UUID)}}", params)
 
 
 def stored_project_ids(store: EventStore) -> set[str]:
@@ -193,7 +187,7 @@ def delete_expired(store: EventStore, *, project_id: str, before: datetime) -> N
         "AND first_ts < {before:DateTime64(3, 'UTC')}) GROUP BY project_id, event, is_bot, h",
         {"project_id": project_id, "before": before},
     )
-    _flush_buffers(store)
+    store.flush_buffers()
     store.command(
         "DELETE FROM first_seen_data WHERE project_id = {project_id:UUID} "
         "AND first_ts < {before:DateTime64(3, 'UTC')}",

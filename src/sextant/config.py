@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     rollups_enabled: bool = True
     rollup_quiet_seconds: float = Field(default=60.0, ge=0)
     rollup_interval_seconds: float = Field(default=15.0, gt=0)
+    # Memory for the person-event rows funnels read (analytics/funnels.py); 0: SQL only
+    funnel_memory_mb: int = Field(default=512, ge=0)
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ async def startup(app: FastAPI) -> None:
         },
         use_rollups=settings.rollups_enabled,
         scheduler=scheduler,
+        funnel_memory_bytes=settings.funnel_memory_mb * 1024 * 1024,
     )
 
 

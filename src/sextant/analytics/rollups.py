@@ -1330,13 +1330,24 @@ class Plan:
         on each local day of [start, end), persons mapped, times in the range only; a
         person may have several rows per event and day (bots and not, linked ids, both
         halves)."""
+        return "(" + " UNION ALL ".join(self._person_event_parts(params, events, True)) + ")"
+
+    def person_events_rest(self, params: q.Params, events: list[str]) -> str | None:
+        """`person_events` without the clean whole days: the rows of edge days and raw
+        events, or None when the clean days cover the range."""
+        parts = self._person_event_parts(params, events, False)
+        return "(" + " UNION ALL ".join(parts) + ")" if parts else None
+
+    def _person_event_parts(
+        self, params: q.Params, events: list[str], whole_days: bool
+    ) -> list[str]:
         params.values.setdefault("project_id", self.scope.project_id)
         params.values.setdefault("tz", self.scope.tz)
         names = params.bind(events, "Array(String)")
         bots = "" if self.scope.include_bots else "AND r.is_bot = 0"
         tenant = "r.project_id = {project_id:UUID} AND r.tz = {tz:String}"
         parts = []
-        if self.clean:
+        if self.clean and whole_days:
             parts.append(
                 "SELECT r.event AS event, r.person AS person, r.times AS times "
                 f"FROM rollup_person_events AS r WHERE {tenant} AND r.event IN {names} "
@@ -1367,7 +1378,7 @@ class Plan:
                 events=names,
             )
             parts.append(f"SELECT event, person, times FROM ({raw})")
-        return "(" + " UNION ALL ".join(parts) + ")"
+        return parts
 
     def api_rows(self, params: q.Params) -> str:
         """One subquery of API rollup rows (`API_COLUMNS`) over [start, end)."""

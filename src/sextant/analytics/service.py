@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sextant.analytics import queries as q
 from sextant.analytics import rollups
+from sextant.analytics.funnels import FunnelIndex
 from sextant.analytics.schemas import (
     BIGINT_COLUMNS,
     ActiveUsersQuery,
@@ -166,6 +167,7 @@ class AnalyticsService:
         limits: dict[str, Any] | None = None,
         use_rollups: bool = True,
         scheduler: rollups.RollupScheduler | None = None,
+        funnel_memory_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -180,6 +182,12 @@ class AnalyticsService:
         self.aliases = scheduler.builder.aliases if scheduler else rollups.AliasMarks(store)
         self._linked: set[str] = set()  # projects known to have person links
         self._states = rollups.DayStatesCache(store)
+        # Funnels of named steps from the person-event rows of built days, held in memory.
+        self.funnels = (
+            FunnelIndex(store, max_bytes=funnel_memory_bytes, settings=self.limits)
+            if funnel_memory_bytes
+            else None
+        )
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -712,7 +720,20 @@ class AnalyticsService:
         return body
 
     def _rollup_funnel(self, plan: rollups.Plan, query: FunnelQuery) -> list[dict[str, Any]]:
-        """The funnel's grand-total row from person-event rollups (no breakdown there)."""
+        """The funnel's grand-total row from person-event rollups (no breakdown there): from
+        the rows held in memory, or in SQL when they do not fit."""
+        if self.funnels is not None:
+            try:
+                row = self.funnels.funnel(plan, query)
+            except QueryTooExpensive as exc:
+                raise BadRequest(
+                    f"query too expensive: {exc}; narrow the date range or add filters",
+                    code="query_too_expensive",
+                ) from exc
+            except EventStoreError as exc:
+                raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
+            if row is not None:
+                return [row]
         found = self._run_all(rollups.compile_funnel(plan, query))
         n = len(query.steps)
         overall = next((r for r in found["funnel"] if int(r["g"]) == 1), None)

@@ -215,6 +215,23 @@ class EventStore:
             elapsed_ms=elapsed,
         )
 
+    def query_arrow(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        connection: str | None = None,
+    ) -> Any:
+        """Run a SELECT and return its rows as a `pyarrow.Table` (columns, not row tuples:
+        for reading many rows into arrays)."""
+        merged = {**self.query_settings, **(settings or {})}
+        client = self._connection(connection) if connection else self._client
+        try:
+            return client.query_arrow(sql, parameters=dict(parameters or {}), settings=merged)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
     def command(
         self,
         sql: str,

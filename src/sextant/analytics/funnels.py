@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow.compute as pc
 
 from sextant.analytics import queries as q
 from sextant.analytics import rollups
@@ -101,9 +102,9 @@ class _Project:
 def _entries(table: Any, project: _Project) -> tuple[Ints, Ints, Ints]:
     """(person number, ms) of every time of the rows of `table` (columns person and
     times), and the number of times of each row."""
-    times = table.column("times").combine_chunks()
-    counts = np.diff(times.offsets.to_numpy()).astype(np.int64)
-    flat = times.flatten().to_numpy().astype(np.int64)
+    times = table.column("times")
+    counts = pc.list_value_length(times).to_numpy().astype(np.int64)
+    flat = pc.list_flatten(times).to_numpy().astype(np.int64)
     persons = project.numbers_of(table.column("person").to_numpy().astype(np.uint64))
     return np.repeat(persons, counts), flat, counts
 

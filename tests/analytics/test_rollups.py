@@ -554,6 +554,42 @@ def test_funnels_from_memory_match_sql_and_raw_events_on_random_timelines(
     assert held.loads > 0
 
 
+def test_funnel_memory_keeps_to_its_budget(dataset: Factory) -> None:
+    """Beyond the budget the project asked about least recently is dropped; a funnel whose
+    rows alone would not fit is answered in SQL without reading them into memory."""
+    a, b = dataset("UTC"), dataset("UTC")
+    for d in (a, b):
+        d.add(
+            *[d.event("$pageview", f"p{i}", "2026-11-18 10:00:00") for i in range(30)],
+            *[d.event("signup", f"p{i}", "2026-11-18 10:05:00") for i in range(10)],
+        )
+        _build(d)
+    service = AnalyticsService(store=a.store, cache=MemoryCache(), ttl_seconds=0, clock=lambda: NOW)
+    memory = service.funnels
+    assert memory is not None
+    body = _model(
+        {
+            "kind": "funnel",
+            "date_from": "-14d",
+            "steps": [{"event": "$pageview"}, {"event": "signup"}],
+        }
+    )
+    first = _strip(service.execute(a.ctx, body))
+    assert [s["persons"] for s in first["steps"]] == [30, 10]
+    one = memory.nbytes
+    assert one > 0
+    memory.max_bytes = one * 3 // 2  # room for one project, not two
+    second = _strip(service.execute(b.ctx, body))
+    assert second["steps"] == first["steps"]
+    assert list(memory._projects) == [(b.project_id, "UTC")]
+    assert memory.nbytes <= memory.max_bytes
+    loads = memory.loads
+    memory.max_bytes = 10
+    assert _strip(service.execute(a.ctx, body)) == _strip(_raw(a).execute(a.ctx, body))
+    assert memory.loads == loads  # sized first, never read
+    assert list(memory._projects) == [(b.project_id, "UTC")]
+
+
 def test_funnels_of_named_steps_are_read_from_person_event_rows(
     dataset: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

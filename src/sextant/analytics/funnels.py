@@ -168,16 +168,45 @@ class FunnelIndex:
         self._projects.move_to_end(key)
         return found
 
-    def _load(self, plan: rollups.Plan, project: _Project, events: Iterable[str]) -> None:
-        """Read the clean days of `events` that are missing or of another version."""
+    def _load(self, key: tuple[str, str], plan: rollups.Plan, events: Iterable[str]) -> bool:
+        """Read the clean days of `events` that are missing or of another version; False
+        (reading nothing more) when they would not fit the budget."""
+        project = self._projects[key]
+        wanted = {}
         for event in events:
             missing = {
                 day: version
                 for day, version in plan.clean.items()
                 if (found := project.days.get((event, day))) is None or found.version != version
             }
-            if not missing:
-                continue
+            if missing:
+                wanted[event] = missing
+        if not wanted:
+            return True
+        # What the rows would take, asked first: a project too large for the budget must not
+        # be read into memory to find that out.
+        params = q.Params()
+        params.values["project_id"] = plan.scope.project_id
+        params.values["tz"] = plan.scope.tz
+        each = [
+            f"(r.event = {params.bind(event, 'String')} AND {rollups.builds_of(params, days)})"
+            for event, days in wanted.items()
+        ]
+        size = self.store.query(
+            "SELECT count(), sum(length(r.times)) FROM rollup_person_events AS r "
+            "WHERE r.project_id = {project_id:UUID} AND r.tz = {tz:String} "
+            f"AND ({' OR '.join(each)})",
+            params.values,
+            settings=self.settings,
+            connection="funnel-index",
+        ).rows[0]
+        rows, entries = int(size[0] or 0), int(size[1] or 0)
+        # 12 bytes an entry, the day's distinct persons and their numbers at most per row.
+        need = 12 * entries + 20 * rows
+        if project.size + need > self.max_bytes:
+            return False
+        self._evict(key, need)
+        for event, missing in wanted.items():
             params = q.Params()
             params.values["project_id"] = plan.scope.project_id
             params.values["tz"] = plan.scope.tz
@@ -214,11 +243,12 @@ class FunnelIndex:
                 )
                 project.days[(event, day)] = fresh
                 project.nbytes += fresh.nbytes - (old.nbytes if old else 0)
+        return True
 
-    def _evict(self, keep: tuple[str, str]) -> None:
-        """Drop the projects asked about least recently while over budget; in the project
-        asked about now, days that are no longer built go first."""
-        while self.nbytes > self.max_bytes and len(self._projects) > 1:
+    def _evict(self, keep: tuple[str, str], need: int) -> None:
+        """Make room for `need` more bytes of project `keep`: drop the projects asked about
+        least recently."""
+        while self.nbytes + need > self.max_bytes and len(self._projects) > 1:
             oldest = next(iter(self._projects))
             if oldest == keep:
                 self._projects.move_to_end(oldest)
@@ -249,9 +279,7 @@ class FunnelIndex:
         with self._lock:
             project = self._project(key)
             self._prune(plan, project)
-            self._load(plan, project, names)
-            self._evict(key)
-            if project.size > self.max_bytes:
+            if not self._load(key, plan, names) or project.size > self.max_bytes:
                 del self._projects[key]
                 return None
             bot_sets = (0, 1) if plan.scope.include_bots else (0,)

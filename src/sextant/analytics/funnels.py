@@ -24,6 +24,7 @@ built yet are read per query in SQL (few rows), as `Plan.person_events_rest` giv
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,11 +34,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow.compute as pc
+import structlog
 
 from sextant.analytics import queries as q
 from sextant.analytics import rollups
 from sextant.analytics.schemas import FunnelQuery
 from sextant.core.eventstore import EventStore
+
+log = structlog.get_logger(__name__)
 
 Ints = npt.NDArray[np.int64]
 Ints32 = npt.NDArray[np.int32]
@@ -206,6 +210,7 @@ class FunnelIndex:
         if project.size + need > self.max_bytes:
             return False
         self._evict(key, need)
+        started = time.perf_counter()
         for event, missing in wanted.items():
             params = q.Params()
             params.values["project_id"] = plan.scope.project_id
@@ -243,6 +248,16 @@ class FunnelIndex:
                 )
                 project.days[(event, day)] = fresh
                 project.nbytes += fresh.nbytes - (old.nbytes if old else 0)
+        log.info(
+            "funnel_rows_read",
+            project_id=plan.scope.project_id,
+            events=sorted(wanted),
+            days=len({day for days in wanted.values() for day in days}),
+            rows=rows,
+            times=entries,
+            held_mb=round(self.nbytes / 2**20, 1),
+            seconds=round(time.perf_counter() - started, 3),
+        )
         return True
 
     def _evict(self, keep: tuple[str, str], need: int) -> None:

@@ -103,6 +103,14 @@ class _Project:
         return out[inverse.ravel()]
 
 
+def _tenant(plan: rollups.Plan) -> q.Params:
+    """Parameters of a statement on this plan's project and time zone."""
+    params = q.Params()
+    params.values["project_id"] = plan.scope.project_id
+    params.values["tz"] = plan.scope.tz
+    return params
+
+
 def _entries(table: Any, project: _Project) -> tuple[Ints, Ints, Ints]:
     """(person number, ms) of every time of the rows of `table` (columns person and
     times), and the number of times of each row."""
@@ -189,9 +197,7 @@ class FunnelIndex:
             return True
         # What the rows would take, asked first: a project too large for the budget must not
         # be read into memory to find that out.
-        params = q.Params()
-        params.values["project_id"] = plan.scope.project_id
-        params.values["tz"] = plan.scope.tz
+        params = _tenant(plan)
         each = [
             f"(r.event = {params.bind(event, 'String')} AND {rollups.builds_of(params, days)})"
             for event, days in wanted.items()
@@ -212,9 +218,7 @@ class FunnelIndex:
         self._evict(key, need)
         started = time.perf_counter()
         for event, missing in wanted.items():
-            params = q.Params()
-            params.values["project_id"] = plan.scope.project_id
-            params.values["tz"] = plan.scope.tz
+            params = _tenant(plan)
             name = params.bind(event, "String")
             table = self.store.query_arrow(
                 "SELECT r.day AS day, r.is_bot AS is_bot, r.person AS person, r.times AS times "
@@ -298,7 +302,7 @@ class FunnelIndex:
                 del self._projects[key]
                 return None
             bot_sets = (0, 1) if plan.scope.include_bots else (0,)
-            parts: dict[str, list[tuple[Ints32 | Ints, Ints, Ints32 | Ints]]] = {
+            parts: dict[str, list[Part]] = {
                 name: [
                     (held.persons[b], held.times[b], held.distinct[b])
                     for day in plan.clean
@@ -307,15 +311,15 @@ class FunnelIndex:
                 ]
                 for name in names
             }
-            rest = self._rest(plan, project, names)
+            base = int(plan.start.timestamp() * 1000)
+            rest = self._rest(plan, project, names, base)
             count = project.count
         for name, (persons, times) in rest.items():
             parts[name].append((persons, times, np.unique(persons)))
-        base = int(plan.start.timestamp() * 1000)
         return _compute(steps, parts, count, query.window_seconds * 1000, base)
 
     def _rest(
-        self, plan: rollups.Plan, project: _Project, names: list[str]
+        self, plan: rollups.Plan, project: _Project, names: list[str], base: int
     ) -> dict[str, tuple[Ints, Ints]]:
         """The rows outside the clean whole days (edge days, raw events), by event."""
         params = q.Params()
@@ -331,7 +335,7 @@ class FunnelIndex:
         persons, times, counts = _entries(table, project)
         events = np.repeat(np.asarray(table.column("event").to_pylist(), dtype=object), counts)
         # Times are in the range by construction; a key must never wrap if one were not.
-        inside = times >= int(plan.start.timestamp() * 1000)
+        inside = times >= base
         return {
             name: (persons[(events == name) & inside], times[(events == name) & inside])
             for name in names

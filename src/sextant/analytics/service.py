@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -154,6 +155,20 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadRequest("cursor: not a cursor returned by this endpoint") from None
 
 
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """A statement the store refused answers 400 (too expensive, or failed), never 500."""
+    try:
+        yield
+    except QueryTooExpensive as exc:
+        raise BadRequest(
+            f"query too expensive: {exc}; narrow the date range or add filters",
+            code="query_too_expensive",
+        ) from exc
+    except EventStoreError as exc:
+        raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
+
+
 class AnalyticsService:
     """The query side: compile, execute in a worker thread, shape, cache."""
 
@@ -248,20 +263,13 @@ class AnalyticsService:
     def _run(
         self, compiled: q.Compiled, name: str, connection: str | None = None
     ) -> list[dict[str, Any]]:
-        try:
+        with _store_errors():
             result = self.store.query(
                 compiled.statements[name],
                 compiled.params,
                 settings={**compiled.settings, **self.limits},
                 connection=connection,
             )
-        except QueryTooExpensive as exc:
-            raise BadRequest(
-                f"query too expensive: {exc}; narrow the date range or add filters",
-                code="query_too_expensive",
-            ) from exc
-        except EventStoreError as exc:
-            raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
         return result.dicts()
 
     def _run_all(self, compiled: q.Compiled) -> dict[str, list[dict[str, Any]]]:
@@ -723,15 +731,8 @@ class AnalyticsService:
         """The funnel's grand-total row from person-event rollups (no breakdown there): from
         the rows held in memory, or in SQL when they do not fit."""
         if self.funnels is not None:
-            try:
+            with _store_errors():
                 row = self.funnels.funnel(plan, query)
-            except QueryTooExpensive as exc:
-                raise BadRequest(
-                    f"query too expensive: {exc}; narrow the date range or add filters",
-                    code="query_too_expensive",
-                ) from exc
-            except EventStoreError as exc:
-                raise BadRequest(f"query failed: {exc}", code="query_failed") from exc
             if row is not None:
                 return [row]
         found = self._run_all(rollups.compile_funnel(plan, query))

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 _process_lock = threading.Lock()
 _open_stores: dict[str, EventStore] = {}
@@ -197,14 +196,7 @@ class EventStore:
         `connection` names a connection of its own (e.g. "rollups") instead of the shared
         one.
         """
-        merged = {**self.query_settings, **(settings or {})}
-        client = self._connection(connection) if connection else self._client
-        try:
-            result = client.query(sql, parameters=dict(parameters or {}), settings=merged)
-        except ClickHouseError as exc:
-            raise _wrap(exc) from exc
-        except Exception as exc:  # chDB surfaces engine errors as RuntimeError
-            raise _wrap(exc) from exc
+        result = self._read("query", sql, parameters, settings, connection)
         elapsed = 0.0
         summary = getattr(result, "summary", None) or {}
         if "elapsed_ns" in summary:
@@ -225,11 +217,23 @@ class EventStore:
     ) -> Any:
         """Run a SELECT and return its rows as a `pyarrow.Table` (columns, not row tuples:
         for reading many rows into arrays)."""
+        return self._read("query_arrow", sql, parameters, settings, connection)
+
+    def _read(
+        self,
+        method: str,
+        sql: str,
+        parameters: Mapping[str, Any] | None,
+        settings: Mapping[str, Any] | None,
+        connection: str | None,
+    ) -> Any:
+        """Call a client's read method (`query`, `query_arrow`) on the named connection (or
+        the shared one) with the store's settings under the statement's."""
         merged = {**self.query_settings, **(settings or {})}
         client = self._connection(connection) if connection else self._client
         try:
-            return client.query_arrow(sql, parameters=dict(parameters or {}), settings=merged)
-        except Exception as exc:
+            return getattr(client, method)(sql, parameters=dict(parameters or {}), settings=merged)
+        except Exception as exc:  # ClickHouseError, or chDB's RuntimeError for engine errors
             raise _wrap(exc) from exc
 
     def command(

@@ -204,9 +204,20 @@ def start_trivial(port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process so far (all its threads) and of its running
+    children (Sextant's normalising workers), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(cpu_seconds(int(child)) for child in children)
+    return total
 
 
 def count_stored(events_url: str, project_id: str) -> tuple[int, int]:
@@ -247,6 +258,12 @@ def main() -> None:
         default=None,
         help="SEXTANT_INGEST_FLUSH_INTERVAL_MS for the run (default: the setting's default)",
     )
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=None,
+        help="SEXTANT_INGEST_WORKERS for the run (default: the setting's default, auto)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -263,6 +280,8 @@ def main() -> None:
     overrides = {"ingest_rate_limit": "100000000/second", "log_level": "WARNING"}
     if args.flush_interval_ms is not None:
         overrides["ingest_flush_interval_ms"] = str(args.flush_interval_ms)
+    if args.ingest_workers is not None:
+        overrides["ingest_workers"] = str(args.ingest_workers)
     server = SextantServer(work / "sextant", **overrides)
     if args.flush_interval_ms is None:
         server.env.pop("SEXTANT_INGEST_FLUSH_INTERVAL_MS", None)  # the real default
@@ -284,9 +303,11 @@ def main() -> None:
         if load_before[0] > 0.5 * (os.cpu_count() or 1):
             print("  note: the machine is busy; figures are lower and noisier than on a quiet one")
 
-        # Warm-up: caches (user agents, geo, key), JIT-less but first-call paths.
+        # Warm-up: caches (user agents, geo, key), first-call paths, and (on the first
+        # batch) Sextant's normalising workers when it runs any.
         for url in (sextant_url, trivial_url):
             run_wrk(wrk, url, single_body, key, connections=32, seconds=2, work=work)
+            run_wrk(wrk, url, batch_body, key, connections=4, seconds=2, work=work)
 
         assert server.process is not None
         pids = {"trivial": trivial.pid, "sextant": server.process.pid}
@@ -420,6 +441,7 @@ def main() -> None:
         "batch_connections": args.batch_connections,
         "batch_size": args.batch_size,
         "flush_interval_ms": args.flush_interval_ms,
+        "ingest_workers": args.ingest_workers,
         "trivial_rps": round(best_trivial),
         "sextant_rps": round(best_sextant),
         "ratio": round(ratio, 3),

@@ -45,6 +45,8 @@ def make_settings(
         "log_json": False,
         "log_level": "WARNING",
         "ingest_flush_interval_ms": 20,
+        # Normalising workers only where a test asks for them (tests/ingest/test_pool.py).
+        "ingest_workers": 0,
         "retention_check_interval_seconds": 0,
         # Cheap Argon2 in tests (production keeps the library's strong defaults).
         "password_hash_time_cost": 1,

@@ -155,13 +155,16 @@ class Columns:
 class EventBlock:
     """One request's accepted events: fast-path columns (if any) plus normalised rows."""
 
-    __slots__ = ("columns", "key_positions", "keys", "project_id", "received_ms", "rows")
+    __slots__ = ("columns", "key_positions", "keys", "project_id", "received_ms", "rows", "table")
 
     def __init__(self, project_id: str, received_ms: int) -> None:
         self.project_id = project_id
         self.received_ms = received_ms
         self.columns: Columns | None = None
         self.rows: list[Row] = []
+        # Or the events already as an Arrow table (built by a normalising worker, pool.py);
+        # then `key_positions` are its row numbers.
+        self.table: pa.Table | None = None
         # Dedup keys (`project|message id`) of the events whose client sent a message id,
         # and where each event is: >= 0 a fast-path event, < 0 row `~position`. A message id
         # the server generated is unique by construction and needs no key.
@@ -178,15 +181,44 @@ class EventBlock:
         block.key_positions = [~i for i in range(len(rows))]
         return block
 
+    @classmethod
+    def from_table(
+        cls,
+        project_id: str,
+        received_ms: int,
+        table: pa.Table | None,
+        keys: list[str],
+        positions: list[int],
+    ) -> EventBlock:
+        """A block of events already built into a table (`build_table` of a worker's block)."""
+        block = cls(project_id, received_ms)
+        block.table = table
+        block.keys = keys
+        block.key_positions = positions
+        return block
+
     @property
     def fast_count(self) -> int:
         return 0 if self.columns is None else len(self.columns)
 
     def __len__(self) -> int:
-        return self.fast_count + len(self.rows)
+        table = 0 if self.table is None else self.table.num_rows
+        return self.fast_count + len(self.rows) + table
 
     def without(self, positions: set[int]) -> None:
         """Drop the events at `positions` (as in `key_positions`): retries already stored."""
+        if self.table is not None:
+            keep = [i for i in range(self.table.num_rows) if i not in positions]
+            self.table = self.table.take(pa.array(keep, pa.int32()))
+            moved = {old: new for new, old in enumerate(keep)}
+            pairs = [
+                (key, moved[p])
+                for key, p in zip(self.keys, self.key_positions, strict=True)
+                if p not in positions
+            ]
+            self.keys = [key for key, _ in pairs]
+            self.key_positions = [p for _, p in pairs]
+            return
         fast_keep = [i for i in range(self.fast_count) if i not in positions]
         slow_keep = [i for i in range(len(self.rows)) if ~i not in positions]
         if self.columns is not None and len(fast_keep) < len(self.columns):
@@ -304,32 +336,32 @@ def _table(columns: dict[str, pa.Array]) -> pa.Table:
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
 
-def _padded(columns: dict[str, pa.Array], names: Iterable[str], count: int) -> dict[str, pa.Array]:
-    """`columns` with every one of `names` (the columns it lacks hold their default)."""
-    out = dict(columns)
+def _padded(table: pa.Table, names: Iterable[str]) -> pa.Table:
+    """`table` with exactly the columns `names`, in that order (those it lacks hold their
+    default)."""
+    count = table.num_rows
+    present = set(table.column_names)
     for name in names:
-        if name not in out:
-            out[name] = _array(name, [COLUMN_DEFAULTS.get(name, "")] * count)
-    return out
+        if name not in present:
+            table = table.append_column(name, _array(name, [COLUMN_DEFAULTS.get(name, "")] * count))
+    return table.select(list(names))
 
 
 def build_table(blocks: Sequence[EventBlock]) -> pa.Table | None:
     """The events of `blocks` as one Arrow table (only the columns some event sets)."""
     fast = [block for block in blocks if block.fast_count]
     slow = [block for block in blocks if block.rows]
-    parts: list[tuple[dict[str, pa.Array], int]] = []
+    parts: list[pa.Table] = []
     if fast:
-        parts.append((_fast_columns(fast), sum(block.fast_count for block in fast)))
+        parts.append(_table(_fast_columns(fast)))
     if slow:
         rows = list(chain.from_iterable(block.rows for block in slow))
         received = _repeat(slow, lambda b: b.received_ms, False)
-        parts.append((_row_columns(rows, received), len(rows)))
+        parts.append(_table(_row_columns(rows, received)))
+    parts += [block.table for block in blocks if block.table is not None and block.table.num_rows]
     if not parts:
         return None
     if len(parts) == 1:
-        return _table(parts[0][0])
-    names: dict[str, None] = {}
-    for columns, _ in parts:
-        names.update(dict.fromkeys(columns))
-    tables = [_table(_padded(columns, names, count)) for columns, count in parts]
-    return pa.concat_tables([tables[0], *(t.select(tables[0].column_names) for t in tables[1:])])
+        return parts[0]
+    names = dict.fromkeys(chain.from_iterable(part.column_names for part in parts))
+    return pa.concat_tables([_padded(part, names) for part in parts])

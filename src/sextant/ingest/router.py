@@ -8,7 +8,6 @@ user dependencies; each handler resolves the key itself. Write keys are public b
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
@@ -17,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sextant.core.errors import AppError, BadRequest, error_body
 from sextant.core.responses import FastJSONResponse
+from sextant.ingest.prepare import split_native
 from sextant.ingest.schemas import IngestAccepted, SegmentAccepted
 from sextant.ingest.service import (
     SEGMENT_MAX_BATCH_BYTES,
@@ -84,18 +84,6 @@ def _accepted(body: bytes, status: int = 202) -> Response:
     return _Accepted(body, status)
 
 
-def _split_native(payload: Any) -> tuple[list[Any], Any, Any, bool]:
-    """(events, sent_at, batch context, single) of a native body."""
-    if isinstance(payload, dict) and "batch" in payload:
-        batch = payload["batch"]
-        if not isinstance(batch, list):
-            raise BadRequest("batch: must be an array of events", code="validation_error")
-        return batch, payload.get("sent_at"), payload.get("context"), False
-    if isinstance(payload, list):
-        return payload, None, None, False
-    return [payload], None, None, True
-
-
 async def _native(request: Request, *, beacon: bool) -> Response:
     service = _service(request)
     try:
@@ -108,21 +96,21 @@ async def _native(request: Request, *, beacon: bool) -> Response:
             ctx = service.authenticate(
                 secret if isinstance(secret, str) else header_write_key(request)
             )
+            items, sent_at, context, single = split_native(payload)
+            outcome = await service.ingest(
+                ctx,
+                items,
+                request=request,
+                dialect="native",
+                sent_at=sent_at,
+                batch_context=context,
+                single=single,
+            )
         else:
             # The key comes before the body: a stranger's megabyte is never parsed.
             ctx = service.authenticate(header_write_key(request))
             body = await read_body(request, service.max_body)
-            payload = decode_json(body)
-        items, sent_at, context, single = _split_native(payload)
-        outcome = await service.ingest(
-            ctx,
-            items,
-            request=request,
-            dialect="native",
-            sent_at=sent_at,
-            batch_context=context,
-            single=single,
-        )
+            outcome = await service.ingest_native_body(ctx, body, request=request)
     except AppError as exc:
         return _error(exc)
     return _accepted(outcome.body())

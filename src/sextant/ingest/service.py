@@ -13,7 +13,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from limits import parse as parse_limit
@@ -22,23 +22,31 @@ from starlette.requests import ClientDisconnect, Request
 from sextant.config import Settings
 from sextant.core.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized
 from sextant.core.ratelimit import RateLimiter
+from sextant.ingest.block import EventBlock
 from sextant.ingest.enrich import TrustedProxies, visitor_user_agent
-from sextant.ingest.normalize import (
-    InvalidEvent,
-    Normalizer,
-    RequestMeta,
-    from_segment,
-    parse_timestamp,
+from sextant.ingest.normalize import Normalizer, RequestMeta
+from sextant.ingest.pool import NormalizerPool, prepare_native_body
+from sextant.ingest.prepare import (
+    SEGMENT_MAX_BATCH_BYTES,
+    SEGMENT_MAX_EVENT_BYTES,
+    Dialect,
+    decode_json,
+    prepare_events,
 )
 from sextant.ingest.writer import Writer
 from sextant.projects.context import ProjectContext
 from sextant.projects.dependencies import KeyResolver
 from sextant.projects.models import KeyKind
 
-SEGMENT_MAX_EVENT_BYTES = 32 * 1024
-SEGMENT_MAX_BATCH_BYTES = 500 * 1024
-
-Dialect = Literal["native", "segment"]
+__all__ = [
+    "SEGMENT_MAX_BATCH_BYTES",
+    "SEGMENT_MAX_EVENT_BYTES",
+    "IngestOutcome",
+    "IngestService",
+    "decode_json",
+    "header_write_key",
+    "read_body",
+]
 
 
 @dataclass(slots=True)
@@ -48,20 +56,6 @@ class IngestOutcome:
 
     def body(self, **extra: Any) -> bytes:
         return orjson.dumps({**extra, "accepted": self.accepted, "rejected": self.rejected})
-
-
-def decode_json(body: bytes) -> Any:
-    """Parse a request body; 400 saying where the JSON breaks."""
-    if not body.strip():
-        raise BadRequest("the request body is empty; send a JSON object", code="invalid_json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            code="invalid_json",
-            details=[{"line": exc.lineno, "column": exc.colno, "position": exc.pos}],
-        ) from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -178,6 +172,7 @@ class IngestService:
         normalizer: Normalizer,
         writer: Writer,
         proxies: TrustedProxies,
+        pool: NormalizerPool | None = None,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -185,6 +180,7 @@ class IngestService:
         self.normalizer = normalizer
         self.writer = writer
         self.proxies = proxies
+        self.pool = pool
         self.rate_limit = settings.ingest_rate_limit
         self.local_limit = None if limiter.shared else LocalRateLimit(self.rate_limit)
         self._day_number = -1
@@ -223,6 +219,35 @@ class IngestService:
             self._day_number = number
         return self._day_text
 
+    def _meta(
+        self, ctx: ProjectContext, request: Request, received_ms: int, header_agent: bool
+    ) -> RequestMeta:
+        return RequestMeta(
+            project_id=ctx.project_id,
+            store_raw_ip=ctx.store_raw_ip,
+            received_ms=received_ms,
+            ip=self.client_ip(request),
+            user_agent=visitor_user_agent(request.headers.get("user-agent") or "")
+            if header_agent
+            else "",
+        )
+
+    async def ingest_native_body(
+        self, ctx: ProjectContext, body: bytes, *, request: Request
+    ) -> IngestOutcome:
+        """A native body (not yet decoded): decoded and normalised by a worker process
+        when the pool takes it, here otherwise; then stored like `ingest`."""
+        received_ms = time.time_ns() // 1_000_000
+        meta = self._meta(ctx, request, received_ms, True)
+        day = self._day(received_ms)
+        prepared = None
+        if self.pool is not None:
+            prepared = await self.pool.prepare_native(body, meta, day, self.max_batch)
+        if prepared is None:
+            prepared = prepare_native_body(self.normalizer, body, meta, day, self.max_batch)
+        block, aliases, rejected, single = prepared
+        return await self._store(ctx, block, aliases, rejected, single, received_ms)
+
     async def ingest(
         self,
         ctx: ProjectContext,
@@ -237,54 +262,30 @@ class IngestService:
         use_header_user_agent: bool = True,
     ) -> IngestOutcome:
         """Validate every item, store the valid ones, report the others by index."""
-        if len(items) > self.max_batch:
-            raise BadRequest(
-                f"batch: at most {self.max_batch} events per request (got {len(items)})",
-                code="batch_too_large",
-            )
         received_ms = time.time_ns() // 1_000_000
-        sent_ms: int | None = None
-        if sent_at is not None:
-            try:
-                sent_ms = parse_timestamp(sent_at, "sent_at")
-            except InvalidEvent as exc:
-                raise BadRequest(exc.errors[0], code="validation_error") from None
-        if batch_context is not None and not isinstance(batch_context, dict):
-            raise BadRequest("context: must be an object", code="validation_error")
-        meta = RequestMeta(
-            project_id=ctx.project_id,
-            store_raw_ip=ctx.store_raw_ip,
-            received_ms=received_ms,
-            ip=self.client_ip(request),
-            user_agent=visitor_user_agent(request.headers.get("user-agent") or "")
-            if use_header_user_agent
-            else "",
-            sent_at_ms=sent_ms,
+        meta = self._meta(ctx, request, received_ms, use_header_user_agent)
+        block, aliases, rejected = prepare_events(
+            self.normalizer,
+            items,
+            meta,
+            day=self._day(received_ms),
+            max_batch=self.max_batch,
+            dialect=dialect,
+            segment_type=segment_type,
+            sent_at=sent_at,
+            batch_context=batch_context,
         )
-        day = self._day(received_ms)
-        if dialect == "segment":
-            # Segment's own per-message limit first, then its camelCase names to ours.
-            positions: list[int] = []
-            messages: list[Any] = []
-            too_large: list[dict[str, Any]] = []
-            for index, item in enumerate(items):
-                if isinstance(item, dict) and len(orjson.dumps(item)) > SEGMENT_MAX_EVENT_BYTES:
-                    too_large.append(
-                        {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
-                    )
-                    continue
-                positions.append(index)
-                messages.append(from_segment(item, segment_type))
-            block, aliases, rejected = self.normalizer.block(
-                messages, meta, batch_context=batch_context, day=day
-            )
-            for entry in rejected:
-                entry["index"] = positions[entry["index"]]
-            rejected = sorted(too_large + rejected, key=lambda entry: int(entry["index"]))
-        else:
-            block, aliases, rejected = self.normalizer.block(
-                items, meta, batch_context=batch_context, day=day
-            )
+        return await self._store(ctx, block, aliases, rejected, single, received_ms)
+
+    async def _store(
+        self,
+        ctx: ProjectContext,
+        block: EventBlock,
+        aliases: list[tuple[str, str]],
+        rejected: list[dict[str, Any]],
+        single: bool,
+        received_ms: int,
+    ) -> IngestOutcome:
         if single and rejected:
             errors = rejected[0]["errors"]
             raise BadRequest(

@@ -1,0 +1,107 @@
+"""From a request's decoded body to its accepted block: the CPU-bound half of ingestion.
+
+Everything here is synchronous and needs no store, no key and no HTTP request, so it runs
+the same in the server process and in the normalising workers (`pool.py`): decode the JSON,
+split a native body into its events, apply the request-level checks (batch size, `sent_at`,
+the batch context), and hand the events to the `Normalizer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+import orjson
+
+from sextant.core.errors import BadRequest
+from sextant.ingest.block import EventBlock
+from sextant.ingest.normalize import (
+    InvalidEvent,
+    Normalizer,
+    RequestMeta,
+    from_segment,
+    parse_timestamp,
+)
+
+SEGMENT_MAX_EVENT_BYTES = 32 * 1024
+SEGMENT_MAX_BATCH_BYTES = 500 * 1024
+
+Dialect = Literal["native", "segment"]
+
+Prepared = tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]]]
+# ... and whether the body was a single event (not a batch): its rejection is a 400.
+PreparedBody = tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]], bool]
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body; 400 saying where the JSON breaks."""
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            code="invalid_json",
+            details=[{"line": exc.lineno, "column": exc.colno, "position": exc.pos}],
+        ) from None
+
+
+def split_native(payload: Any) -> tuple[list[Any], Any, Any, bool]:
+    """(events, sent_at, batch context, single) of a native body."""
+    if isinstance(payload, dict) and "batch" in payload:
+        batch = payload["batch"]
+        if not isinstance(batch, list):
+            raise BadRequest("batch: must be an array of events", code="validation_error")
+        return batch, payload.get("sent_at"), payload.get("context"), False
+    if isinstance(payload, list):
+        return payload, None, None, False
+    return [payload], None, None, True
+
+
+def prepare_events(
+    normalizer: Normalizer,
+    items: list[Any],
+    meta: RequestMeta,
+    *,
+    day: str,
+    max_batch: int,
+    dialect: Dialect = "native",
+    segment_type: str | None = None,
+    sent_at: Any = None,
+    batch_context: Any = None,
+) -> Prepared:
+    """Validate every item: (the accepted block, person links, rejections by index)."""
+    if len(items) > max_batch:
+        raise BadRequest(
+            f"batch: at most {max_batch} events per request (got {len(items)})",
+            code="batch_too_large",
+        )
+    if sent_at is not None:
+        try:
+            meta = replace(meta, sent_at_ms=parse_timestamp(sent_at, "sent_at"))
+        except InvalidEvent as exc:
+            raise BadRequest(exc.errors[0], code="validation_error") from None
+    if batch_context is not None and not isinstance(batch_context, dict):
+        raise BadRequest("context: must be an object", code="validation_error")
+    if dialect != "segment":
+        return normalizer.block(items, meta, batch_context=batch_context, day=day)
+    # Segment's own per-message limit first, then its camelCase names to ours.
+    positions: list[int] = []
+    messages: list[Any] = []
+    too_large: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and len(orjson.dumps(item)) > SEGMENT_MAX_EVENT_BYTES:
+            too_large.append(
+                {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
+            )
+            continue
+        positions.append(index)
+        messages.append(from_segment(item, segment_type))
+    block, aliases, rejected = normalizer.block(
+        messages, meta, batch_context=batch_context, day=day
+    )
+    for entry in rejected:
+        entry["index"] = positions[entry["index"]]
+    rejected = sorted(too_large + rejected, key=lambda entry: int(entry["index"]))
+    return block, aliases, rejected

@@ -33,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import structlog
 from prometheus_client import Counter
 
@@ -104,7 +105,15 @@ def _work(body: bytes, meta: RequestMeta, day: str, max_batch: int) -> tuple[Any
     fast = block.fast_count
     # The table holds the fast-path events first, then the rows (`build_table`).
     positions = [p if p >= 0 else fast + ~p for p in block.key_positions]
-    return ("ok", table, block.keys, positions, aliases, rejected, single)
+    # As an Arrow IPC stream: bytes pickle as one copy, and the server reads them without
+    # copying (a pickled Table costs a reduce per column and buffer on both sides).
+    data = b""
+    if table is not None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        data = sink.getvalue().to_pybytes()
+    return ("ok", data, block.keys, positions, aliases, rejected, single)
 
 
 # -- in the server --------------------------------------------------------------------
@@ -191,7 +200,8 @@ class NormalizerPool:
         if result[0] == "error":
             _, message, code, details = result
             raise BadRequest(message, code=code, details=details)
-        _, table, keys, positions, aliases, rejected, single = result
+        _, data, keys, positions, aliases, rejected, single = result
+        table = pa.ipc.open_stream(data).read_all() if data else None
         block = EventBlock.from_table(meta.project_id, meta.received_ms, table, keys, positions)
         return block, aliases, rejected, single
 

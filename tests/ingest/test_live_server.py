@@ -17,30 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from sextant.sdk.testing import SextantServer
-
-
-def query_dir(events_url: str, sql: str, **params: Any) -> list[list[Any]]:
-    """Run one query on a stopped server's chDB directory, in a subprocess."""
-    script = textwrap.dedent(
-        """
-        import sys, orjson
-        from sextant.core.eventstore import open_event_store
-        url, sql, params = sys.argv[1], sys.argv[2], orjson.loads(sys.argv[3])
-        rows = open_event_store(url).query(sql, params).rows
-        sys.stdout.buffer.write(orjson.dumps([list(r) for r in rows], default=str))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, events_url, sql, orjson.dumps(params).decode()],
-        capture_output=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    return list(orjson.loads(result.stdout))
+from sextant.sdk.testing import query_store as query_dir
 
 
 def test_real_segment_library(tmp_path: Path) -> None:

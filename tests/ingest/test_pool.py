@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi.testclient import TestClient
 
 from sextant.ingest.pool import NormalizerPool
+from sextant.sdk.testing import SextantServer, query_store
 
 CHROME = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -221,3 +224,66 @@ def test_a_dead_worker_costs_no_request(make_client: Any, bootstrap: Any, stored
     assert response.status_code == 202
     assert pool.prepared == before + 1
     assert stored.count(account["project_id"]) == 4 * 43
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The normalising workers among a process's children (from /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_servers_workers_exit_and_its_acknowledged_batches_are_stored(
+    tmp_path: Path,
+) -> None:
+    server = SextantServer(tmp_path / "server", ingest_workers="1", ingest_worker_min_bytes="0")
+    acked: list[str] = []
+    try:
+        server.start()
+        account = server.bootstrap()
+        url = f"{server.url}/api/v1/events"
+        headers = {"X-API-Key": account.write_key}
+        deadline = time.monotonic() + 60
+        n = 0
+        while True:
+            batch = _batch(f"K{n}-")
+            response = httpx.post(url, content=orjson.dumps({"batch": batch}), headers=headers)
+            assert response.status_code == 202, response.text
+            acked += [e["message_id"] for e in batch if not e["message_id"].endswith("bad1")]
+            n += 1
+            metrics = httpx.get(f"{server.url}/metrics").text
+            if 'sextant_ingest_pooled_requests_total{where="worker"} 2.0' in metrics:
+                break
+            assert time.monotonic() < deadline, "no request was prepared by a worker"
+            time.sleep(0.2)
+        assert server.process is not None
+        workers = _workers_of(server.process.pid)
+        assert len(workers) == 1
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        server.process = None
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived its server"
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    stored = query_store(
+        server.env["SEXTANT_EVENTS_URL"],
+        "SELECT DISTINCT message_id FROM events FINAL WHERE project_id = {p:UUID}",
+        p=account.project_id,
+    )
+    expected = {mid for mid in acked if not mid.endswith("bad2")}
+    assert {row[0] for row in stored} == expected

@@ -27,6 +27,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -52,15 +53,26 @@ POOLED = Counter(
 
 # After workers failed to start, bodies are normalised in the server for this long.
 START_BACKOFF_S = 60.0
+# How often a worker checks that its server is still there.
+PARENT_CHECK_S = 1.0
 
 # -- in the worker process ------------------------------------------------------------
 
 _normalizer: Normalizer | None = None
 
 
-def _init(geo_path: str | None, secret: str) -> None:
+def _watch_parent(parent: int) -> None:
+    """Exit once the server is gone. A worker holds both ends of its task queue's pipe, so a
+    server killed with SIGKILL (no shutdown) would otherwise leave it waiting forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _init(geo_path: str | None, secret: str, parent: int) -> None:
     from sextant.ingest.enrich import GeoResolver, IpHasher
 
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     global _normalizer
     # Ctrl-C in a terminal reaches the whole process group: the server stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -125,7 +137,7 @@ class NormalizerPool:
     def __init__(self, workers: int, *, geo_path: str | None, secret: str, min_bytes: int) -> None:
         self.workers = workers
         self.min_bytes = min_bytes
-        self._initargs = (geo_path, secret)
+        self._initargs = (geo_path, secret, os.getpid())
         self._executor: ProcessPoolExecutor | None = None
         self._ready = False
         self._starting: asyncio.Task[None] | None = None

@@ -15,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,30 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import orjson
+
+
+def query_store(events_url: str, sql: str, **params: Any) -> list[list[Any]]:
+    """Run one query on a stopped server's chDB directory, in a subprocess (a process that
+    already has an engine open cannot open a second directory)."""
+    script = textwrap.dedent(
+        """
+        import sys, orjson
+        from sextant.core.eventstore import open_event_store
+        url, sql, params = sys.argv[1], sys.argv[2], orjson.loads(sys.argv[3])
+        rows = open_event_store(url).query(sql, params).rows
+        sys.stdout.buffer.write(orjson.dumps([list(r) for r in rows], default=str))
+        """
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed script
+        [sys.executable, "-c", script, events_url, sql, orjson.dumps(params).decode()],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.decode()[-2000:])
+    return list(orjson.loads(result.stdout))
 
 
 def free_port() -> int:

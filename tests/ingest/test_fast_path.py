@@ -69,8 +69,11 @@ def both_ways(
 def stored(block: Any) -> list[dict[str, Any]]:
     """The rows a block inserts, every column present (what ClickHouse would fill in)."""
     table = build_table([block])
-    if table is None:
-        return []
+    return [] if table is None else rows_of(table)
+
+
+def rows_of(table: Any) -> list[dict[str, Any]]:
+    """A table's rows with every column (ClickHouse's defaults for those it lacks)."""
     out = []
     for row in table.to_pylist():
         full = {name: row.get(name, COLUMN_DEFAULTS.get(name, "")) for name in EVENT_COLUMNS}
@@ -358,3 +361,35 @@ def test_properties_are_stored_as_the_same_json(normalizer: Normalizer) -> None:
     [row, *_] = stored(block)
     assert orjson.loads(row["properties"]) == props
     assert row["properties"] == orjson.dumps(props).decode()
+
+
+def test_a_flush_of_many_requests_stores_what_each_would_alone(normalizer: Normalizer) -> None:
+    """The writer builds one table from all of a flush's requests (pages, referrers and user
+    agents shared between them converted once): the same rows as each request alone."""
+    rng = random.Random(7)
+    blocks = []
+    for request in range(12):
+        items = []
+        for i in range(40):
+            item = random_event(rng)
+            if isinstance(item, dict):
+                item["message_id"] = f"flush-{request}-{i}"
+            items.append(item)
+        project = str(uuid.UUID(int=rng.getrandbits(128)))
+        request_meta = meta(
+            project_id=project,
+            received_ms=NOW_MS + request,
+            user_agent=choice(rng, "", CHROME),
+            store_raw_ip=request % 3 == 0,
+        )
+        blocks.append(normalizer.block(items, request_meta)[0])
+    assert sum(block.fast_count for block in blocks) > 100
+    alone = {
+        (row["project_id"], row["message_id"]): row for block in blocks for row in stored(block)
+    }
+    together = build_table(blocks)
+    assert together is not None
+    rows = rows_of(together)
+    assert len(rows) == len(alone)
+    for row in rows:
+        assert row == alone[(row["project_id"], row["message_id"])]

@@ -240,6 +240,17 @@ def without_generated_ids(
         row["message_id"] = row["event_id"] = "generated"
 
 
+def random_events(rng: random.Random, count: int, prefix: str) -> list[Any]:
+    """`count` random events, each object with the message id `prefix` + its position."""
+    items = []
+    for i in range(count):
+        item = random_event(rng)
+        if isinstance(item, dict):
+            item["message_id"] = f"{prefix}{i}"
+        items.append(item)
+    return items
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_every_event_is_stored_as_native_stores_it(
     normalizer: Normalizer, monkeypatch: pytest.MonkeyPatch, seed: int
@@ -275,12 +286,7 @@ def test_a_mixed_batch_is_stored_as_native_stores_it(
 ) -> None:
     """Many different events in one request (families with many distinct inputs)."""
     rng = random.Random(42)
-    items = []
-    for i in range(400):
-        item = random_event(rng)
-        if isinstance(item, dict):
-            item["message_id"] = f"mixed-{i}"
-        items.append(item)
+    items = random_events(rng, 400, "mixed-")
     request = meta(user_agent=CHROME, store_raw_ip=True)
     (block, links, rejected), (reference, ref_links, ref_rejected) = both_ways(
         normalizer, items, request, monkeypatch
@@ -369,12 +375,7 @@ def test_a_flush_of_many_requests_stores_what_each_would_alone(normalizer: Norma
     rng = random.Random(7)
     blocks = []
     for request in range(12):
-        items = []
-        for i in range(40):
-            item = random_event(rng)
-            if isinstance(item, dict):
-                item["message_id"] = f"flush-{request}-{i}"
-            items.append(item)
+        items = random_events(rng, 40, f"flush-{request}-")
         project = str(uuid.UUID(int=rng.getrandbits(128)))
         request_meta = meta(
             project_id=project,

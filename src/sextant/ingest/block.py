@@ -207,22 +207,15 @@ class EventBlock:
 
     def without(self, positions: set[int]) -> None:
         """Drop the events at `positions` (as in `key_positions`): retries already stored."""
-        if self.table is not None:
-            keep = [i for i in range(self.table.num_rows) if i not in positions]
-            self.table = self.table.take(pa.array(keep, pa.int32()))
-            moved = {old: new for new, old in enumerate(keep)}
-            pairs = [
-                (key, moved[p])
-                for key, p in zip(self.keys, self.key_positions, strict=True)
-                if p not in positions
-            ]
-            self.keys = [key for key, _ in pairs]
-            self.key_positions = [p for _, p in pairs]
-            return
-        fast_keep = [i for i in range(self.fast_count) if i not in positions]
+        # A table's rows are numbered like fast-path events (>= 0); it has no other rows.
+        columnar = self.table.num_rows if self.table is not None else self.fast_count
+        fast_keep = [i for i in range(columnar) if i not in positions]
         slow_keep = [i for i in range(len(self.rows)) if ~i not in positions]
-        if self.columns is not None and len(fast_keep) < len(self.columns):
-            self.columns.keep(fast_keep)
+        if len(fast_keep) < columnar:
+            if self.table is not None:
+                self.table = self.table.take(pa.array(fast_keep, pa.int32()))
+            elif self.columns is not None:
+                self.columns.keep(fast_keep)
         if len(slow_keep) < len(self.rows):
             self.rows = [self.rows[i] for i in slow_keep]
         fast_moved = {old: new for new, old in enumerate(fast_keep)}
@@ -243,14 +236,12 @@ def _array(name: str, values: list[Any]) -> pa.Array:
     return pa.array(values, kind or _STRING)
 
 
-def _repeat(
-    blocks: Sequence[EventBlock], value: Callable[[EventBlock], Any], fast: bool
-) -> list[Any]:
+def _repeat(blocks: Sequence[EventBlock], value: Callable[[EventBlock], Any]) -> list[Any]:
+    """A value per request, repeated over its rows (the row path's events)."""
     out: list[Any] = []
     for block in blocks:
-        count = block.fast_count if fast else len(block.rows)
-        if count:
-            out += [value(block)] * count
+        if block.rows:
+            out += [value(block)] * len(block.rows)
     return out
 
 
@@ -370,7 +361,7 @@ def build_table(blocks: Sequence[EventBlock]) -> pa.Table | None:
         parts.append(_table(_fast_columns(fast)))
     if slow:
         rows = list(chain.from_iterable(block.rows for block in slow))
-        received = _repeat(slow, lambda b: b.received_ms, False)
+        received = _repeat(slow, lambda b: b.received_ms)
         parts.append(_table(_row_columns(rows, received)))
     parts += [block.table for block in blocks if block.table is not None and block.table.num_rows]
     if not parts:

@@ -41,7 +41,7 @@ from prometheus_client import Counter
 from sextant.core.errors import BadRequest
 from sextant.ingest.block import EventBlock, build_table
 from sextant.ingest.normalize import Normalizer, RequestMeta
-from sextant.ingest.prepare import PreparedBody, decode_json, prepare_events, split_native
+from sextant.ingest.prepare import PreparedBody, prepare_native_body
 
 log = structlog.get_logger(__name__)
 
@@ -86,23 +86,6 @@ def _init(geo_path: str | None, secret: str, parent: int) -> None:
 
 def _ready() -> int:
     return os.getpid()
-
-
-def prepare_native_body(
-    normalizer: Normalizer, body: bytes, meta: RequestMeta, day: str, max_batch: int
-) -> PreparedBody:
-    """A native body's accepted block, links, rejections and whether it was one event."""
-    items, sent_at, context, single = split_native(decode_json(body))
-    block, aliases, rejected = prepare_events(
-        normalizer,
-        items,
-        meta,
-        day=day,
-        max_batch=max_batch,
-        sent_at=sent_at,
-        batch_context=context,
-    )
-    return block, aliases, rejected, single
 
 
 def _work(body: bytes, meta: RequestMeta, day: str, max_batch: int) -> tuple[Any, ...]:
@@ -175,7 +158,7 @@ class NormalizerPool:
             if self._executor is executor:
                 self.pids = sorted(set(pids))
                 self._ready = True
-                log.info("ingest_workers_started", workers=len(pids), pids=sorted(set(pids)))
+                log.info("ingest_workers_started", workers=len(pids), pids=self.pids)
 
         # A context of its own: not the log context of the request that happened to start it.
         self._starting = asyncio.get_running_loop().create_task(

@@ -105,3 +105,20 @@ def prepare_events(
         entry["index"] = positions[entry["index"]]
     rejected = sorted(too_large + rejected, key=lambda entry: int(entry["index"]))
     return block, aliases, rejected
+
+
+def prepare_native_body(
+    normalizer: Normalizer, body: bytes, meta: RequestMeta, day: str, max_batch: int
+) -> PreparedBody:
+    """A native body's accepted block, links, rejections and whether it was one event."""
+    items, sent_at, context, single = split_native(decode_json(body))
+    block, aliases, rejected = prepare_events(
+        normalizer,
+        items,
+        meta,
+        day=day,
+        max_batch=max_batch,
+        sent_at=sent_at,
+        batch_context=context,
+    )
+    return block, aliases, rejected, single

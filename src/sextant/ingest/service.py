@@ -25,13 +25,14 @@ from sextant.core.ratelimit import RateLimiter
 from sextant.ingest.block import EventBlock
 from sextant.ingest.enrich import TrustedProxies, visitor_user_agent
 from sextant.ingest.normalize import Normalizer, RequestMeta
-from sextant.ingest.pool import NormalizerPool, prepare_native_body
+from sextant.ingest.pool import NormalizerPool
 from sextant.ingest.prepare import (
     SEGMENT_MAX_BATCH_BYTES,
     SEGMENT_MAX_EVENT_BYTES,
     Dialect,
     decode_json,
     prepare_events,
+    prepare_native_body,
 )
 from sextant.ingest.writer import Writer
 from sextant.projects.context import ProjectContext

@@ -264,6 +264,13 @@ def main() -> None:
         default=None,
         help="SEXTANT_INGEST_WORKERS for the run (default: the setting's default, auto)",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other setting for the server, e.g. ingest_flush_max_events=50000 (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -282,6 +289,11 @@ def main() -> None:
         overrides["ingest_flush_interval_ms"] = str(args.flush_interval_ms)
     if args.ingest_workers is not None:
         overrides["ingest_workers"] = str(args.ingest_workers)
+    for setting in args.setting:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            parser.error(f"--setting {setting!r}: expected NAME=VALUE")
+        overrides[name.strip().lower()] = value
     server = SextantServer(work / "sextant", **overrides)
     if args.flush_interval_ms is None:
         server.env.pop("SEXTANT_INGEST_FLUSH_INTERVAL_MS", None)  # the real default

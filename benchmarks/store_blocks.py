@@ -39,7 +39,7 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one(rows: int, block: int, settle: float) -> None:
+def one(rows: int, block: int, settle: float, statements: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -53,6 +53,8 @@ def one(rows: int, block: int, settle: float) -> None:
     directory = tempfile.mkdtemp(prefix="sextant-store-blocks-")
     store = EventStore(f"chdb://{directory}/events")
     migrate(store)
+    for statement in statements:  # a schema variant to compare with the real one
+        store.command(statement)
     normalizer = Normalizer(geo=GeoResolver(None), hasher=IpHasher("b" * 40))
     stamp = dt.datetime.now(dt.UTC).isoformat()
     project = "11111111-1111-1111-1111-111111111111"
@@ -106,14 +108,23 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_200_000)
     parser.add_argument("--blocks", type=int, nargs="+", default=[12_000, 48_000, 192_000])
     parser.add_argument("--settle", type=float, default=60.0, help="longest wait for merges")
+    parser.add_argument(
+        "--sql",
+        action="append",
+        default=[],
+        metavar="STATEMENT",
+        help="run after the migrations, e.g. to measure a schema variant (repeatable)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        one(args.rows, args.one, args.settle)
+        one(args.rows, args.one, args.settle, args.sql)
         return
     print(f"cpus: {os.cpu_count()}  load average before: {os.getloadavg()[0]:.2f}")
     for block in args.blocks:  # one engine per process: each size in a process of its own
         command = [sys.executable, __file__, "--one", str(block), "--rows", str(args.rows)]
+        for statement in args.sql:
+            command += ["--sql", statement]
         subprocess.run([*command, "--settle", str(args.settle)], check=True)
 
 

@@ -435,10 +435,10 @@ async def test_arrow_inserts_through_clickhouse_connect_as_on_a_server(
     )
 
 
-def test_events_table_merges_eight_parts_of_a_size_at_a_time(store: Any) -> None:
-    """Migration 0006: fewer merges per ingested row (README "Ingestion")."""
+def test_events_table_merges_up_to_32_parts_of_a_size_at_a_time(store: Any) -> None:
+    """Migrations 0006 and 0008: fewer merges per ingested row (README "Ingestion")."""
     engine = store.query(
         "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
         "AND name = 'events'"
     ).scalar()
-    assert "merge_selector_base = 8" in engine
+    assert "merge_selector_base = 32" in engine

@@ -295,7 +295,7 @@ def main() -> None:
             parser.error(f"--setting {setting!r}: expected NAME=VALUE")
         overrides[name.strip().lower()] = value
     server = SextantServer(work / "sextant", **overrides)
-    if args.flush_interval_ms is None:
+    if "ingest_flush_interval_ms" not in overrides:
         server.env.pop("SEXTANT_INGEST_FLUSH_INTERVAL_MS", None)  # the real default
     trivial_port = free_port()
     trivial: subprocess.Popen[bytes] | None = None

@@ -9,19 +9,29 @@ rejections (index and message) and the identity links must be the same.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import re
 import uuid
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
 import sextant.ingest.normalize as normalize
+from sextant.ingest import typed
 from sextant.ingest.block import COLUMN_DEFAULTS, build_table
 from sextant.ingest.enrich import GeoResolver, IpHasher
 from sextant.ingest.event import EVENT_COLUMNS
 from sextant.ingest.normalize import FAST_PATH_MIN_EVENTS, Normalizer, RequestMeta
+from sextant.ingest.prepare import (
+    SEGMENT_MAX_EVENT_BYTES,
+    prepare_events,
+    prepare_native_body,
+    prepare_segment_batch,
+)
+from sextant.ingest.typed import decode_batch
 
 CHROME = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -64,6 +74,49 @@ def both_ways(
         patch.setattr(normalize, "FAST_PATH_MIN_EVENTS", 10**9)
         reference = normalizer.block(items, request, batch_context=batch_context)
     return fast, reference
+
+
+def big_int(item: Any) -> bool:
+    """Whether an event's properties hold an integer beyond 64 bits (orjson writes none)."""
+    properties = item.get("properties") if isinstance(item, dict) else None
+    return isinstance(properties, dict) and "big" in properties
+
+
+def fits_typed(item: Any) -> bool:
+    try:
+        msgspec.json.decode(json.dumps(item), type=typed.Event)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def typed_way(
+    normalizer: Normalizer,
+    items: list[Any],
+    request: RequestMeta,
+    batch_context: dict[str, Any] | None = None,
+) -> tuple[Any, bool]:
+    """The same request as a native body through `prepare_native_body`: (what it gives,
+    whether msgspec's typed path took it)."""
+    payload: dict[str, Any] = {"batch": items}
+    if batch_context is not None:
+        payload["context"] = batch_context
+    # Compact and unescaped, as orjson writes it: the typed path keeps properties as sent.
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    took = decode_batch(body) is not None
+    block, links, rejected, _ = prepare_native_body(normalizer, body, request, request.day, 1000)
+    return (block, links, rejected), took
+
+
+def differences(rows: list[dict[str, Any]], ref_rows: list[dict[str, Any]]) -> list[Any]:
+    """(row, column, value, reference value) wherever two lists of rows differ."""
+    assert len(rows) == len(ref_rows)
+    return [
+        (number, name, row[name], ref[name])
+        for number, (row, ref) in enumerate(zip(rows, ref_rows, strict=True))
+        for name in row
+        if row[name] != ref[name]
+    ]
 
 
 def stored(block: Any) -> list[dict[str, Any]]:
@@ -256,7 +309,7 @@ def test_every_event_is_stored_as_native_stores_it(
     normalizer: Normalizer, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     rng = random.Random(seed)
-    fast_events = 0
+    fast_events = typed_events = 0
     for _ in range(400):
         item = random_event(rng)
         request = meta(
@@ -278,7 +331,17 @@ def test_every_event_is_stored_as_native_stores_it(
         without_generated_ids(rows, ref_rows, not client_id)
         assert rows == ref_rows, item
         fast_events += block.fast_count
+        if big_int(item):
+            continue  # JSON allows it: the typed path stores it as sent (test below)
+        (block, links, rejected), took = typed_way(normalizer, items, request, batch_context)
+        assert (rejected, links) == (ref_rejected, ref_links), item
+        assert sorted(block.keys) == sorted(reference.keys), item
+        rows = stored(block)
+        without_generated_ids(rows, [], not client_id)
+        assert differences(rows, ref_rows) == [], item
+        typed_events += block.fast_count if took else 0
     assert fast_events > 400 * FAST_PATH_MIN_EVENTS // 4  # the fast path took many of them
+    assert typed_events > 400 * FAST_PATH_MIN_EVENTS // 8  # and the typed path many too
 
 
 def test_a_mixed_batch_is_stored_as_native_stores_it(
@@ -300,6 +363,16 @@ def test_a_mixed_batch_is_stored_as_native_stores_it(
     assert len(rows) == len(by_id)
     for row in rows:
         assert row == by_id[row["message_id"]]
+    # Through the typed path, the events that fit its shape (one that does not sends the
+    # whole body down the dict path): those it does not take are normalised from dicts.
+    items = [item for item in items if fits_typed(item) and not big_int(item)]
+    reference, ref_links, ref_rejected = normalizer.block(items, request)
+    (block, links, rejected), took = typed_way(normalizer, items, request)
+    assert took
+    assert (rejected, links) == (ref_rejected, ref_links)
+    assert 0 < block.fast_count < len(block)
+    by_id = {row["message_id"]: row for row in stored(reference)}
+    assert {row["message_id"]: row for row in stored(block)} == by_id
 
 
 def test_the_benchmark_and_tracker_events_take_the_fast_path(normalizer: Normalizer) -> None:
@@ -394,3 +467,89 @@ def test_a_flush_of_many_requests_stores_what_each_would_alone(normalizer: Norma
     assert len(rows) == len(alone)
     for row in rows:
         assert row == alone[(row["project_id"], row["message_id"])]
+
+
+SEGMENT_NAMES = {
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "message_id": "messageId",
+    "sent_at": "sentAt",
+}
+
+
+def to_segment(item: Any) -> Any:
+    """A native test event as a Segment message (camelCase ids; the type always said)."""
+    if not isinstance(item, dict):
+        return item
+    return {SEGMENT_NAMES.get(key, key): value for key, value in item.items()}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segment_batches_are_stored_as_the_dict_path_stores_them(
+    normalizer: Normalizer, seed: int
+) -> None:
+    """`/v1/batch` bodies through the typed path against `prepare_events` on their dicts."""
+    rng = random.Random(seed)
+    typed_events = 0
+    for round_ in range(60):
+        items = [to_segment(item) for item in random_events(rng, 30, f"seg-{round_}-")]
+        items = [item for item in items if not big_int(item)]
+        if rng.random() < 0.6:  # mostly the shapes the typed path takes
+            items = [item for item in items if fits_segment(item)]
+        payload: dict[str, Any] = {"batch": items, "writeKey": "wk"}
+        if rng.random() < 0.3:
+            payload["sentAt"] = dt.datetime.fromtimestamp(NOW_MS / 1000, dt.UTC).isoformat()
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        request = meta(store_raw_ip=rng.random() < 0.3)
+        reference, ref_links, ref_rejected = prepare_events(
+            normalizer,
+            orjson.loads(body)["batch"],
+            request,
+            day=request.day,
+            max_batch=1000,
+            dialect="segment",
+            sent_at=payload.get("sentAt"),
+        )
+        batch = typed.decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES)
+        if batch is None:
+            continue
+        assert batch.writeKey == "wk"
+        block, links, rejected = prepare_segment_batch(
+            normalizer, batch, body, request, request.day, 1000
+        )
+        assert (rejected, links) == (ref_rejected, ref_links), items
+        assert sorted(block.keys) == sorted(reference.keys)
+        by_id = {row["message_id"]: row for row in stored(reference)}
+        assert {row["message_id"]: row for row in stored(block)} == by_id
+        typed_events += block.fast_count
+    assert typed_events > 150  # the typed path took many of them
+
+
+def fits_segment(item: Any) -> bool:
+    try:
+        msgspec.json.decode(json.dumps(item), type=typed.SegmentEvent)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def test_segment_messages_near_the_size_limit_take_the_dict_path(normalizer: Normalizer) -> None:
+    small = {"type": "track", "event": "e", "userId": "u", "properties": {"x": "y" * 100}}
+    large = {**small, "properties": {"x": "y" * 33_000}}
+    body = json.dumps({"batch": [small] * 20}).encode()
+    assert typed.decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES) is not None
+    body = json.dumps({"batch": [small] * 400}).encode()  # over 32 KB, every message small
+    assert typed.decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES) is not None
+    body = json.dumps({"batch": [small] * 10 + [large]}).encode()
+    assert typed.decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES) is None
+    # ... where the message over the limit is reported by index, the others stored.
+    block, _, rejected = prepare_events(
+        normalizer,
+        orjson.loads(body)["batch"],
+        meta(),
+        day=meta().day,
+        max_batch=1000,
+        dialect="segment",
+    )
+    assert [entry["index"] for entry in rejected] == [10]
+    assert len(block) == 10

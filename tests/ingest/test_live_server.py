@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from sextant.sdk.testing import SextantServer
@@ -108,6 +109,74 @@ def test_real_segment_library(tmp_path: Path) -> None:
         ["legacy-1", "user-1"],
         ["legacy-1-gz", "user-1-gz"],
     ]
+
+
+def test_real_segment_library_batch_of_many_messages(tmp_path: Path) -> None:
+    """A flush of 40 tracks from the real library: a batch of the shape the typed path
+    (`ingest/typed.py`) decodes, stored with every field the dict path stores."""
+    from segment.analytics import Client
+
+    server = SextantServer(tmp_path / "server")
+    stamp = dt.datetime(2026, 11, 30, 12, 0, 0, 250_000, tzinfo=dt.UTC)
+    with server:
+        account = server.bootstrap()
+        errors: list[Any] = []
+        segment = Client(
+            account.write_key,
+            host=server.url,
+            gzip=True,
+            max_retries=2,
+            on_error=lambda exc, batch: errors.append(exc),
+            upload_size=100,
+            upload_interval=0.5,
+        )
+        for i in range(40):
+            segment.track(
+                f"user-{i % 4}",
+                "Order Completed",
+                {"revenue": i, "items": [{"sku": f"S{i}"}]},
+                context={
+                    "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                    "page": {"url": f"https://shop.example/p/{i}?utm_source=mail"},
+                    "ip": "81.2.69.160",
+                    "locale": "en-GB",
+                },
+                timestamp=stamp,
+                anonymous_id=f"anon-{i % 4}",
+                message_id=f"order-{i}",
+            )
+        segment.flush()
+        segment.shutdown()
+        assert errors == []
+    rows = query_dir(
+        server.env["SEXTANT_EVENTS_URL"],
+        "SELECT message_id, distinct_id, anonymous_id, library, country, utm_source, path, "
+        "browser, toUnixTimestamp64Milli(timestamp), properties "
+        "FROM events FINAL WHERE project_id = {p:UUID} ORDER BY toUInt32(substring(message_id, 7))",
+        p=account.project_id,
+    )
+    assert len(rows) == 40
+    for i, row in enumerate(rows):
+        assert row[:8] == [
+            f"order-{i}",
+            f"user-{i % 4}",
+            f"anon-{i % 4}",
+            "analytics-python",
+            "GB",
+            "mail",
+            f"/p/{i}",
+            "Chrome",
+        ]
+        assert row[8] == int(stamp.timestamp() * 1000)
+        assert orjson.loads(row[9]) == {"revenue": i, "items": [{"sku": f"S{i}"}]}
+    aliases = query_dir(
+        server.env["SEXTANT_EVENTS_URL"],
+        "SELECT distinct_id, person_id FROM person_aliases FINAL WHERE project_id = {p:UUID} "
+        "ORDER BY distinct_id",
+        p=account.project_id,
+    )
+    assert aliases == [[f"anon-{i}", f"user-{i}"] for i in range(4)]
 
 
 _CLIENT = textwrap.dedent(

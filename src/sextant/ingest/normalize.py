@@ -17,10 +17,10 @@ import datetime as dt
 import hashlib
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,6 +35,9 @@ from sextant.ingest.enrich import (
 )
 from sextant.ingest.event import EVENT_TYPES, TYPE_EVENT_NAMES, Row
 
+if TYPE_CHECKING:
+    from sextant.ingest.typed import Event, SegmentEvent
+
 MAX_NAME = 200
 MAX_ID = 256
 MAX_MESSAGE_ID = 200
@@ -48,6 +51,9 @@ MAX_UINT256 = (1 << 256) - 1
 # Requests with fewer events skip the fast path (see `Normalizer.block`).
 FAST_PATH_MIN_EVENTS = 8
 MAX_UINT64 = (1 << 64) - 1
+
+# The first byte of a raw JSON value that is an object or null ("{", "n").
+_OBJECT_OR_NULL = (123, 110)
 
 _HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HEX64 = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -830,6 +836,219 @@ class Normalizer:
                     continue
             # -- everything else: the full rules, with their error messages.
             self._rows((item,), meta, batch_context, day, block, aliases, rejected, position)
+        return block, aliases, rejected
+
+    def typed_block(
+        self,
+        events: Sequence[Event | SegmentEvent],
+        dicts: Callable[[], list[Any]],
+        meta: RequestMeta,
+        *,
+        day: str = "",
+    ) -> tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]]]:
+        """`block` for the events of a body decoded by `typed` (no batch context).
+
+        msgspec has checked every field's type and the ids' lengths; what is left are the
+        checks across fields and values. An event the fast path does not take goes through
+        `native` as its dict: `dicts()` decodes the body's events again (only when needed).
+        """
+        project_id = meta.project_id
+        received = meta.received_ms
+        day = day or meta.day
+        block = EventBlock(project_id, received)
+        aliases: list[tuple[str, str]] = []
+        rejected: list[dict[str, Any]] = []
+        refill_ids = self._refill_ids
+        spare_ids = self._spare_ids
+        store_raw_ip = meta.store_raw_ip
+        header_agent = meta.user_agent
+        header_ip = meta.ip
+        request_sent = meta.sent_at_ms
+        latest = received + MAX_FUTURE_MS
+        prefix = f"{project_id}|"
+        keys = block.keys
+        key_positions = block.key_positions
+        columns = block.columns = Columns()
+        message_ids = columns.message_id
+        add_message_id = message_ids.append
+        add_event_id = columns.event_id.append
+        add_type = columns.type.append
+        add_event = columns.event.append
+        add_timestamp = columns.timestamp.append
+        add_distinct_id = columns.distinct_id.append
+        add_user_id = columns.user_id.append
+        add_anonymous_id = columns.anonymous_id.append
+        add_session_id = columns.session_id.append
+        add_title = columns.title.append
+        add_locale = columns.locale.append
+        add_width = columns.screen_width.append
+        add_height = columns.screen_height.append
+        add_library = columns.library.append
+        add_library_version = columns.library_version.append
+        add_properties = columns.properties.append
+        page_index = columns.page.index
+        page_values = columns.page.values
+        add_page = columns.page.positions.append
+        referrer_index = columns.referrer.index
+        referrer_values = columns.referrer.values
+        add_referrer = columns.referrer.positions.append
+        agent_index = columns.agent.index
+        agent_values = columns.agent.values
+        add_agent = columns.agent.positions.append
+        addresses = self._addresses(project_id, day)
+        address_values = self._address_values
+        add_address = columns.address.append
+        others: list[int] = []
+        add_other = others.append
+        alias_positions: list[int] = []  # the event of each link
+
+        for position, item in enumerate(events):
+            kind: str | None = item.type
+            name: Any = None
+            if kind == "track":
+                name = item.event
+                if not name or len(name) > MAX_NAME:
+                    add_other(position)
+                    continue
+            elif kind == "page":
+                name = "$pageview"
+            elif kind == "screen":
+                name = "$screen"
+            else:
+                add_other(position)
+                continue
+            user_id = item.user_id or ""
+            anonymous_id = item.anonymous_id or ""
+            # The raw fields hold the JSON text of the value (empty when it was left out).
+            encoded = bytes(item.properties)
+            if encoded and encoded[0] != 123:  # "{"
+                if encoded != b"null":
+                    add_other(position)
+                    continue
+                encoded = b""
+            elif len(encoded) < 8 and encoded.translate(None, b" \t\r\n") == b"{}":
+                encoded = b""
+            if (
+                not (user_id or anonymous_id)
+                or (encoded and kind != "track")  # Segment puts a page call's fields there
+                or (item.traits and bytes(item.traits)[0] not in _OBJECT_OR_NULL)
+                or (item.api and bytes(item.api) != b"null")
+                or (item.web3 and bytes(item.web3) != b"null")
+            ):
+                add_other(position)
+                continue
+            ts_raw = item.timestamp
+            sent_raw = item.sent_at
+            try:
+                if ts_raw is None:
+                    ts_ms = None
+                elif ts_raw.__class__ is str and len(ts_raw) >= 10 and ts_raw[4] == "-":
+                    ts_ms = iso_ms(ts_raw)  # what parse_timestamp does with it
+                else:
+                    ts_ms = parse_timestamp(ts_raw, "timestamp")
+                sent_ms = request_sent if sent_raw is None else parse_timestamp(sent_raw, "sent_at")
+            except (InvalidEvent, ValueError):
+                add_other(position)
+                continue
+            if ts_ms is None:
+                timestamp = received
+            elif sent_ms is not None and abs(received - sent_ms) > SKEW_TOLERANCE_MS:
+                timestamp = ts_ms + round((received - sent_ms) / 1000) * 1000
+            else:
+                timestamp = ts_ms
+            if timestamp > latest or timestamp < 0:
+                add_other(position)
+                continue
+            user_agent = header_agent
+            ip = header_ip
+            locale = title = url = referrer = path = library = library_version = ""
+            width = height = 0
+            context = item.context
+            if context is not None:
+                campaign = context.campaign
+                if campaign and bytes(campaign) not in (b"null", b"{}"):
+                    add_other(position)
+                    continue
+                page = context.page
+                if page is not None:
+                    url = (page.url or "")[:MAX_TEXT]
+                    referrer = (page.referrer or "")[:MAX_TEXT]
+                    title = (page.title or "")[:1024]
+                    path = (page.path or "")[:2048]
+                if context.userAgent:
+                    user_agent = context.userAgent
+                if context.ip:
+                    ip = context.ip[:64]
+                if context.locale:
+                    locale = context.locale[:32]
+                screen = context.screen
+                if screen is not None:
+                    width = screen.width or 0
+                    height = screen.height or 0
+                lib = context.library
+                if lib is not None:
+                    library = (lib.name or "")[:64]
+                    library_version = (lib.version or "")[:32]
+            if not title and item.name:
+                title = item.name[:1024]
+            # -- accepted: from here on nothing can fail.
+            message_id = item.message_id
+            if message_id:
+                event_id = event_uuid(project_id, message_id)
+                keys.append(prefix + message_id)
+                key_positions.append(len(message_ids))
+            else:
+                if not spare_ids:
+                    refill_ids()
+                message_id = event_id = spare_ids.pop()
+            if user_id and anonymous_id and anonymous_id != user_id:
+                aliases.append((anonymous_id, user_id))
+                alias_positions.append(position)
+            add_message_id(message_id)
+            add_event_id(event_id)
+            add_type(kind)
+            add_event(name)
+            add_timestamp(timestamp)
+            add_distinct_id(user_id or anonymous_id)
+            add_user_id(user_id)
+            add_anonymous_id(anonymous_id)
+            add_session_id(item.session_id or "")
+            add_title(title)
+            add_locale(locale)
+            add_width(width)
+            add_height(height)
+            add_library(library)
+            add_library_version(library_version)
+            add_properties(encoded)
+            key = url if not path else (url, path)
+            index = page_index.get(key)
+            if index is None:
+                index = page_index[key] = len(page_values)
+                page_values.append(_page_values(url, path))
+            add_page(index)
+            index = referrer_index.get(referrer)
+            if index is None:
+                index = referrer_index[referrer] = len(referrer_values)
+                referrer_values.append((referrer, referrer_domain(referrer)))
+            add_referrer(index)
+            index = agent_index.get(user_agent)
+            if index is None:
+                index = agent_index[user_agent] = len(agent_values)
+                agent_values.append(_agent_values(user_agent))
+            add_agent(index)
+            address = addresses.get(ip)
+            if address is None:
+                address = addresses[ip] = address_values(project_id, ip, day)
+            add_address((*address[:4], ip) if store_raw_ip else address)
+        if others:
+            items = dicts()
+            for position in others:
+                linked = len(aliases)
+                self._rows((items[position],), meta, None, day, block, aliases, rejected, position)
+                alias_positions += [position] * (len(aliases) - linked)
+            # The links in the events' order, as the dict path gives them (the last wins).
+            order = sorted(range(len(aliases)), key=alias_positions.__getitem__)
+            aliases = [aliases[i] for i in order]
         return block, aliases, rejected
 
     def _rows(

@@ -16,12 +16,14 @@ import orjson
 from sextant.core.errors import BadRequest
 from sextant.ingest.block import EventBlock
 from sextant.ingest.normalize import (
+    FAST_PATH_MIN_EVENTS,
     InvalidEvent,
     Normalizer,
     RequestMeta,
     from_segment,
     parse_timestamp,
 )
+from sextant.ingest.typed import SegmentBatch, decode_batch
 
 SEGMENT_MAX_EVENT_BYTES = 32 * 1024
 SEGMENT_MAX_BATCH_BYTES = 500 * 1024
@@ -59,6 +61,16 @@ def split_native(payload: Any) -> tuple[list[Any], Any, Any, bool]:
     return [payload], None, None, True
 
 
+def with_sent_at(meta: RequestMeta, sent_at: Any) -> RequestMeta:
+    """`meta` with a body's `sent_at` (when it has one); 400 when it is not a time."""
+    if sent_at is None:
+        return meta
+    try:
+        return replace(meta, sent_at_ms=parse_timestamp(sent_at, "sent_at"))
+    except InvalidEvent as exc:
+        raise BadRequest(exc.errors[0], code="validation_error") from None
+
+
 def prepare_events(
     normalizer: Normalizer,
     items: list[Any],
@@ -77,11 +89,7 @@ def prepare_events(
             f"batch: at most {max_batch} events per request (got {len(items)})",
             code="batch_too_large",
         )
-    if sent_at is not None:
-        try:
-            meta = replace(meta, sent_at_ms=parse_timestamp(sent_at, "sent_at"))
-        except InvalidEvent as exc:
-            raise BadRequest(exc.errors[0], code="validation_error") from None
+    meta = with_sent_at(meta, sent_at)
     if batch_context is not None and not isinstance(batch_context, dict):
         raise BadRequest("context: must be an object", code="validation_error")
     if dialect != "segment":
@@ -111,6 +119,11 @@ def prepare_native_body(
     normalizer: Normalizer, body: bytes, meta: RequestMeta, day: str, max_batch: int
 ) -> PreparedBody:
     """A native body's accepted block, links, rejections and whether it was one event."""
+    batch = decode_batch(body)
+    if batch is not None and FAST_PATH_MIN_EVENTS <= len(batch.batch) <= max_batch:
+        meta = with_sent_at(meta, batch.sent_at)
+        dicts = lambda: split_native(decode_json(body))[0]  # noqa: E731
+        return (*normalizer.typed_block(batch.batch, dicts, meta, day=day), False)
     items, sent_at, context, single = split_native(decode_json(body))
     block, aliases, rejected = prepare_events(
         normalizer,
@@ -122,3 +135,28 @@ def prepare_native_body(
         batch_context=context,
     )
     return block, aliases, rejected, single
+
+
+def prepare_segment_batch(
+    normalizer: Normalizer,
+    batch: SegmentBatch,
+    body: bytes,
+    meta: RequestMeta,
+    day: str,
+    max_batch: int,
+) -> Prepared:
+    """A Segment `/v1/batch` body decoded by `typed.decode_segment_batch`: its accepted block,
+    links and rejections, as `prepare_events` gives them for the body's dicts."""
+    if not FAST_PATH_MIN_EVENTS <= len(batch.batch) <= max_batch:
+        return prepare_events(
+            normalizer,
+            decode_json(body)["batch"],
+            meta,
+            day=day,
+            max_batch=max_batch,
+            dialect="segment",
+            sent_at=batch.sentAt,
+        )
+    meta = with_sent_at(meta, batch.sentAt)
+    dicts = lambda: [from_segment(item, None) for item in decode_json(body)["batch"]]  # noqa: E731
+    return normalizer.typed_block(batch.batch, dicts, meta, day=day)

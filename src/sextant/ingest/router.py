@@ -8,6 +8,7 @@ user dependencies; each handler resolves the key itself. Write keys are public b
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
@@ -26,6 +27,7 @@ from sextant.ingest.service import (
     header_write_key,
     read_body,
 )
+from sextant.ingest.typed import decode_segment_batch
 
 router = APIRouter(tags=["ingest"])
 log = structlog.get_logger(__name__)
@@ -164,15 +166,22 @@ async def _segment(request: Request, kind: str) -> Response:
                 "(the Segment API's limit)",
                 code="payload_too_large",
             )
-        payload = decode_json(body)
-        if not isinstance(payload, dict):
-            raise BadRequest("the body must be a JSON object", code="validation_error")
+        # A batch of the usual shape is decoded into typed structs (`typed.py`), any other
+        # body into dicts.
+        typed = decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES) if kind == "batch" else None
+        payload: Any = None
+        if typed is None:
+            payload = decode_json(body)
+            if not isinstance(payload, dict):
+                raise BadRequest("the body must be a JSON object", code="validation_error")
         secret = header_write_key(request)
         if not secret:
-            body_key = payload.get("writeKey")
+            body_key = typed.writeKey if typed is not None else payload.get("writeKey")
             secret = body_key if isinstance(body_key, str) else None
         ctx = service.authenticate(secret)
-        if kind == "batch":
+        if typed is not None:
+            outcome = await service.ingest_segment_batch(ctx, typed, body, request=request)
+        elif kind == "batch":
             items = payload.get("batch")
             if not isinstance(items, list):
                 raise BadRequest("batch: must be an array of messages", code="validation_error")

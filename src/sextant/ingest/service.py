@@ -33,7 +33,9 @@ from sextant.ingest.prepare import (
     decode_json,
     prepare_events,
     prepare_native_body,
+    prepare_segment_batch,
 )
+from sextant.ingest.typed import SegmentBatch
 from sextant.ingest.writer import Writer
 from sextant.projects.context import ProjectContext
 from sextant.projects.dependencies import KeyResolver
@@ -277,6 +279,17 @@ class IngestService:
             batch_context=batch_context,
         )
         return await self._store(ctx, block, aliases, rejected, single, received_ms)
+
+    async def ingest_segment_batch(
+        self, ctx: ProjectContext, batch: SegmentBatch, body: bytes, *, request: Request
+    ) -> IngestOutcome:
+        """A Segment `/v1/batch` body that `typed.decode_segment_batch` decoded."""
+        received_ms = time.time_ns() // 1_000_000
+        meta = self._meta(ctx, request, received_ms, False)
+        block, aliases, rejected = prepare_segment_batch(
+            self.normalizer, batch, body, meta, self._day(received_ms), self.max_batch
+        )
+        return await self._store(ctx, block, aliases, rejected, False, received_ms)
 
     async def _store(
         self,

@@ -379,6 +379,28 @@ def main() -> None:
         batches: list[WrkResult] = []
         trivial_batches: list[WrkResult] = []
         segment_batches: list[WrkResult] = []
+
+        def batch_round(url: str, body: Path, name: str) -> WrkResult:
+            """One batch round on Sextant: its result, with its CPU and acknowledgements."""
+            nonlocal acknowledged
+            cpu_before = cpu_seconds(pids["sextant"])
+            result = run_wrk(
+                wrk,
+                url,
+                body,
+                key,
+                connections=args.batch_connections,
+                seconds=args.duration,
+                work=work,
+            )
+            cpu_us[f"{name} sextant"].append(
+                (cpu_seconds(pids["sextant"]) - cpu_before)
+                / max(1, result.requests * args.batch_size)
+                * 1e6
+            )
+            acknowledged += (result.requests - result.non_2xx) * args.batch_size
+            return result
+
         for _ in range(args.rounds):
             cpu_before = cpu_seconds(pids["trivial"])
             trivial_batch = run_wrk(
@@ -396,23 +418,9 @@ def main() -> None:
                 / max(1, trivial_batch.requests * args.batch_size)
                 * 1e6
             )
-            cpu_before = cpu_seconds(pids["sextant"])
-            result = run_wrk(
-                wrk,
-                sextant_url,
-                batch_body,
-                key,
-                connections=args.batch_connections,
-                seconds=args.duration,
-                work=work,
-            )
+
+            result = batch_round(sextant_url, batch_body, "batch")
             batches.append(result)
-            cpu_us["batch sextant"].append(
-                (cpu_seconds(pids["sextant"]) - cpu_before)
-                / max(1, result.requests * args.batch_size)
-                * 1e6
-            )
-            acknowledged += (result.requests - result.non_2xx) * args.batch_size
             print(
                 f"  batch   sextant  {result.rps * args.batch_size:10,.0f} events/s "
                 f"({result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms)  "
@@ -421,23 +429,8 @@ def main() -> None:
             )
             if not args.segment:
                 continue
-            cpu_before = cpu_seconds(pids["sextant"])
-            result = run_wrk(
-                wrk,
-                f"{server.url}/v1/batch",
-                segment_body,
-                key,
-                connections=args.batch_connections,
-                seconds=args.duration,
-                work=work,
-            )
+            result = batch_round(f"{server.url}/v1/batch", segment_body, "segment")
             segment_batches.append(result)
-            cpu_us["segment sextant"].append(
-                (cpu_seconds(pids["sextant"]) - cpu_before)
-                / max(1, result.requests * args.batch_size)
-                * 1e6
-            )
-            acknowledged += (result.requests - result.non_2xx) * args.batch_size
             print(
                 f"  segment sextant  {result.rps * args.batch_size:10,.0f} events/s "
                 f"({result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms)  non-2xx {result.non_2xx}"

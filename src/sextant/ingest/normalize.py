@@ -52,6 +52,12 @@ MAX_UINT256 = (1 << 256) - 1
 FAST_PATH_MIN_EVENTS = 8
 MAX_UINT64 = (1 << 64) - 1
 
+# An event the fast path accepted: its own values and the inputs enrichment derives from, in
+# the order `Normalizer._fill` takes them (message_id, type, event, timestamp, user_id,
+# anonymous_id, session_id, title, locale, screen width and height, library and its version,
+# properties, url, path, referrer, user agent, client address).
+Accepted = tuple[Any, ...]
+
 # The first byte of a raw JSON value that is an object or null ("{", "n").
 _OBJECT_OR_NULL = (123, 110)
 
@@ -559,52 +565,22 @@ class Normalizer:
         received = meta.received_ms
         day = day or meta.day
         block = EventBlock(project_id, received)
-        aliases: list[tuple[str, str]] = []
         rejected: list[dict[str, Any]] = []
         if len(items) < FAST_PATH_MIN_EVENTS:
+            aliases: list[tuple[str, str]] = []
             # A few events: rows are cheaper than setting up (and later merging) columns.
             self._rows(items, meta, batch_context, day, block, aliases, rejected)
             return block, aliases, rejected
-        refill_ids = self._refill_ids
-        spare_ids = self._spare_ids
-        store_raw_ip = meta.store_raw_ip
         header_agent = meta.user_agent
         header_ip = meta.ip
         request_sent = meta.sent_at_ms
         latest = received + MAX_FUTURE_MS
-        prefix = f"{project_id}|"
-        keys = block.keys
-        key_positions = block.key_positions
-        columns = block.columns = Columns()
-        message_ids = columns.message_id
-        add_message_id = message_ids.append
-        add_event_id = columns.event_id.append
-        add_type = columns.type.append
-        add_event = columns.event.append
-        add_timestamp = columns.timestamp.append
-        add_distinct_id = columns.distinct_id.append
-        add_user_id = columns.user_id.append
-        add_anonymous_id = columns.anonymous_id.append
-        add_session_id = columns.session_id.append
-        add_title = columns.title.append
-        add_locale = columns.locale.append
-        add_width = columns.screen_width.append
-        add_height = columns.screen_height.append
-        add_library = columns.library.append
-        add_library_version = columns.library_version.append
-        add_properties = columns.properties.append
-        page_index = columns.page.index
-        page_values = columns.page.values
-        add_page = columns.page.positions.append
-        referrer_index = columns.referrer.index
-        referrer_values = columns.referrer.values
-        add_referrer = columns.referrer.positions.append
-        agent_index = columns.agent.index
-        agent_values = columns.agent.values
-        add_agent = columns.agent.positions.append
-        addresses = self._addresses(project_id, day)
-        address_values = self._address_values
-        add_address = columns.address.append
+        accepted: list[Accepted] = []
+        accept = accepted.append
+        positions: list[int] = []
+        add_position = positions.append
+        others: list[int] = []
+        add_other = others.append
         dumps = orjson.dumps
 
         for position, item in enumerate(items):
@@ -786,57 +762,37 @@ class Normalizer:
                         page_name = get("name")
                         if isinstance(page_name, str):
                             title = page_name[:1024]
-                    # -- accepted: from here on nothing can fail.
-                    if message_id:
-                        event_id = event_uuid(project_id, message_id)
-                        keys.append(prefix + message_id)
-                        key_positions.append(len(message_ids))
-                    else:
-                        if not spare_ids:
-                            refill_ids()
-                        message_id = event_id = spare_ids.pop()
-                    if user_id and anonymous_id and anonymous_id != user_id:
-                        aliases.append((anonymous_id, user_id))
-                    add_message_id(message_id)
-                    add_event_id(event_id)
-                    add_type(kind)
-                    add_event(name)
-                    add_timestamp(timestamp)
-                    add_distinct_id(user_id or anonymous_id)
-                    add_user_id(user_id)
-                    add_anonymous_id(anonymous_id)
-                    add_session_id(session_id)
-                    add_title(title)
-                    add_locale(locale)
-                    add_width(width)
-                    add_height(height)
-                    add_library(library)
-                    add_library_version(library_version)
-                    add_properties(encoded)
-                    key = url if not path else (url, path)
-                    index = page_index.get(key)
-                    if index is None:
-                        index = page_index[key] = len(page_values)
-                        page_values.append(_page_values(url, path))
-                    add_page(index)
-                    index = referrer_index.get(referrer)
-                    if index is None:
-                        index = referrer_index[referrer] = len(referrer_values)
-                        referrer_values.append((referrer, referrer_domain(referrer)))
-                    add_referrer(index)
-                    index = agent_index.get(user_agent)
-                    if index is None:
-                        index = agent_index[user_agent] = len(agent_values)
-                        agent_values.append(_agent_values(user_agent))
-                    add_agent(index)
-                    address = addresses.get(ip)
-                    if address is None:
-                        address = addresses[ip] = address_values(project_id, ip, day)
-                    add_address((*address[:4], ip) if store_raw_ip else address)
+                    accept(
+                        (
+                            message_id,
+                            kind,
+                            name,
+                            timestamp,
+                            user_id,
+                            anonymous_id,
+                            session_id,
+                            title,
+                            locale,
+                            width,
+                            height,
+                            library,
+                            library_version,
+                            encoded,
+                            url,
+                            path,
+                            referrer,
+                            user_agent,
+                            ip,
+                        )
+                    )
+                    add_position(position)
                     continue
             # -- everything else: the full rules, with their error messages.
-            self._rows((item,), meta, batch_context, day, block, aliases, rejected, position)
-        return block, aliases, rejected
+            add_other(position)
+        links = self._fill(block, accepted, positions, meta, day)
+        if others:
+            links = self._others(others, items, links, meta, batch_context, day, block, rejected)
+        return block, [link for _, link in links], rejected
 
     def typed_block(
         self,
@@ -856,51 +812,17 @@ class Normalizer:
         received = meta.received_ms
         day = day or meta.day
         block = EventBlock(project_id, received)
-        aliases: list[tuple[str, str]] = []
         rejected: list[dict[str, Any]] = []
-        refill_ids = self._refill_ids
-        spare_ids = self._spare_ids
-        store_raw_ip = meta.store_raw_ip
         header_agent = meta.user_agent
         header_ip = meta.ip
         request_sent = meta.sent_at_ms
         latest = received + MAX_FUTURE_MS
-        prefix = f"{project_id}|"
-        keys = block.keys
-        key_positions = block.key_positions
-        columns = block.columns = Columns()
-        message_ids = columns.message_id
-        add_message_id = message_ids.append
-        add_event_id = columns.event_id.append
-        add_type = columns.type.append
-        add_event = columns.event.append
-        add_timestamp = columns.timestamp.append
-        add_distinct_id = columns.distinct_id.append
-        add_user_id = columns.user_id.append
-        add_anonymous_id = columns.anonymous_id.append
-        add_session_id = columns.session_id.append
-        add_title = columns.title.append
-        add_locale = columns.locale.append
-        add_width = columns.screen_width.append
-        add_height = columns.screen_height.append
-        add_library = columns.library.append
-        add_library_version = columns.library_version.append
-        add_properties = columns.properties.append
-        page_index = columns.page.index
-        page_values = columns.page.values
-        add_page = columns.page.positions.append
-        referrer_index = columns.referrer.index
-        referrer_values = columns.referrer.values
-        add_referrer = columns.referrer.positions.append
-        agent_index = columns.agent.index
-        agent_values = columns.agent.values
-        add_agent = columns.agent.positions.append
-        addresses = self._addresses(project_id, day)
-        address_values = self._address_values
-        add_address = columns.address.append
+        accepted: list[Accepted] = []
+        accept = accepted.append
+        positions: list[int] = []
+        add_position = positions.append
         others: list[int] = []
         add_other = others.append
-        alias_positions: list[int] = []  # the event of each link
 
         for position, item in enumerate(events):
             kind: str | None = item.type
@@ -991,35 +913,109 @@ class Normalizer:
                     library_version = (lib.version or "")[:32]
             if not title and item.name:
                 title = item.name[:1024]
-            # -- accepted: from here on nothing can fail.
-            message_id = item.message_id
+            accept(
+                (
+                    item.message_id,
+                    kind,
+                    name,
+                    timestamp,
+                    user_id,
+                    anonymous_id,
+                    item.session_id or "",
+                    title,
+                    locale,
+                    width,
+                    height,
+                    library,
+                    library_version,
+                    encoded,
+                    url,
+                    path,
+                    referrer,
+                    user_agent,
+                    ip,
+                )
+            )
+            add_position(position)
+        links = self._fill(block, accepted, positions, meta, day)
+        if others:
+            links = self._others(others, dicts(), links, meta, None, day, block, rejected)
+        return block, [link for _, link in links], rejected
+
+    def _fill(
+        self,
+        block: EventBlock,
+        accepted: list[Accepted],
+        positions: list[int],
+        meta: RequestMeta,
+        day: str,
+    ) -> list[tuple[int, tuple[str, str]]]:
+        """The fast path's accepted events into `block`'s columns: each column at once (a
+        transpose in C), then ids, keys and what is derived per distinct input. Returns each
+        identity link with the position of its event."""
+        columns = block.columns = Columns()
+        if not accepted:
+            return []
+        (
+            message_ids,
+            columns.type,
+            columns.event,
+            columns.timestamp,
+            user_ids,
+            anonymous_ids,
+            columns.session_id,
+            columns.title,
+            columns.locale,
+            columns.screen_width,
+            columns.screen_height,
+            columns.library,
+            columns.library_version,
+            columns.properties,
+            urls,
+            paths,
+            referrers,
+            user_agents,
+            ips,
+        ) = map(list, zip(*accepted, strict=True))
+        project_id = block.project_id
+        prefix = f"{project_id}|"
+        keys = block.keys
+        key_positions = block.key_positions
+        spare_ids = self._spare_ids
+        event_ids: list[str] = []
+        add_event_id = event_ids.append
+        for number, message_id in enumerate(message_ids):
             if message_id:
-                event_id = event_uuid(project_id, message_id)
+                add_event_id(event_uuid(project_id, message_id))
                 keys.append(prefix + message_id)
-                key_positions.append(len(message_ids))
+                key_positions.append(number)
             else:
                 if not spare_ids:
-                    refill_ids()
-                message_id = event_id = spare_ids.pop()
-            if user_id and anonymous_id and anonymous_id != user_id:
-                aliases.append((anonymous_id, user_id))
-                alias_positions.append(position)
-            add_message_id(message_id)
-            add_event_id(event_id)
-            add_type(kind)
-            add_event(name)
-            add_timestamp(timestamp)
-            add_distinct_id(user_id or anonymous_id)
-            add_user_id(user_id)
-            add_anonymous_id(anonymous_id)
-            add_session_id(item.session_id or "")
-            add_title(title)
-            add_locale(locale)
-            add_width(width)
-            add_height(height)
-            add_library(library)
-            add_library_version(library_version)
-            add_properties(encoded)
+                    self._refill_ids()
+                message_ids[number] = generated = spare_ids.pop()
+                add_event_id(generated)
+        columns.message_id = message_ids
+        columns.event_id = event_ids
+        columns.user_id = user_ids
+        columns.anonymous_id = anonymous_ids
+        columns.distinct_id = [u or a for u, a in zip(user_ids, anonymous_ids, strict=True)]
+
+        page_index = columns.page.index
+        page_values = columns.page.values
+        add_page = columns.page.positions.append
+        referrer_index = columns.referrer.index
+        referrer_values = columns.referrer.values
+        add_referrer = columns.referrer.positions.append
+        agent_index = columns.agent.index
+        agent_values = columns.agent.values
+        add_agent = columns.agent.positions.append
+        addresses = self._addresses(project_id, day)
+        address_values = self._address_values
+        add_address = columns.address.append
+        store_raw_ip = meta.store_raw_ip
+        for url, path, referrer, user_agent, ip in zip(
+            urls, paths, referrers, user_agents, ips, strict=True
+        ):
             key = url if not path else (url, path)
             index = page_index.get(key)
             if index is None:
@@ -1040,16 +1036,35 @@ class Normalizer:
             if address is None:
                 address = addresses[ip] = address_values(project_id, ip, day)
             add_address((*address[:4], ip) if store_raw_ip else address)
-        if others:
-            items = dicts()
-            for position in others:
-                linked = len(aliases)
-                self._rows((items[position],), meta, None, day, block, aliases, rejected, position)
-                alias_positions += [position] * (len(aliases) - linked)
-            # The links in the events' order, as the dict path gives them (the last wins).
-            order = sorted(range(len(aliases)), key=alias_positions.__getitem__)
-            aliases = [aliases[i] for i in order]
-        return block, aliases, rejected
+        return [
+            (position, (anonymous_id, user_id))
+            for position, user_id, anonymous_id in zip(
+                positions, user_ids, anonymous_ids, strict=True
+            )
+            if user_id and anonymous_id and anonymous_id != user_id
+        ]
+
+    def _others(
+        self,
+        others: list[int],
+        items: Sequence[Any],
+        links: list[tuple[int, tuple[str, str]]],
+        meta: RequestMeta,
+        batch_context: dict[str, Any] | None,
+        day: str,
+        block: EventBlock,
+        rejected: list[dict[str, Any]],
+    ) -> list[tuple[int, tuple[str, str]]]:
+        """`native` for the events at `others` (ascending positions in `items`) that the fast
+        path left; returns every link, the fast path's `links` too, in the events' order
+        (the dict path's order: for one id, the last link wins)."""
+        for position in others:
+            found: list[tuple[str, str]] = []
+            item = items[position]
+            self._rows((item,), meta, batch_context, day, block, found, rejected, position)
+            links += [(position, link) for link in found]
+        links.sort(key=lambda entry: entry[0])  # stable: one event's links keep their order
+        return links
 
     def _rows(
         self,

@@ -9,6 +9,8 @@ Every check reports the field it is about, so a client can fix its payload.
 of an `EventBlock`. Anything it does not recognise, and every event with a problem, goes
 through `Normalizer.native`, the one place the rules and error messages are written down;
 the fast path must store exactly what `native` would (tests/ingest/test_fast_path.py).
+`Normalizer.typed_block` is the same fast path for a batch msgspec decoded into structs
+(`typed.py`): the two differ only in how they read an event, and share what they store.
 """
 
 from __future__ import annotations

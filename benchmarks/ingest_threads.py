@@ -20,6 +20,7 @@ import collections
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -119,6 +120,7 @@ def main() -> None:
             )
     total = sum(used.values())
     print(f"  total {total / events_sent * 1e6:.2f} us an event, {total / elapsed:.2f} cores")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,28 @@ def resolve_timestamp(ts_ms: int | None, sent_ms: int | None, received_ms: int) 
     return ts_ms
 
 
+def fast_timestamp(
+    ts_raw: Any, sent_raw: Any, request_sent_ms: int | None, received_ms: int
+) -> int | None:
+    """A fast-path event's stored time, as `native` computes it (`parse_timestamp`, then
+    `resolve_timestamp`); None where the fast path leaves the event to `native` for its
+    error: a value that is not a time, or a time more than a day ahead or before 1970."""
+    try:
+        if ts_raw is None:
+            ts_ms = None
+        elif ts_raw.__class__ is str and len(ts_raw) >= 10 and ts_raw[4] == "-":
+            ts_ms = iso_ms(ts_raw)  # what parse_timestamp does with it
+        else:
+            ts_ms = parse_timestamp(ts_raw, "timestamp")
+        sent_ms = request_sent_ms if sent_raw is None else parse_timestamp(sent_raw, "sent_at")
+    except (InvalidEvent, ValueError):
+        return None
+    timestamp = resolve_timestamp(ts_ms, sent_ms, received_ms)
+    if timestamp > received_ms + MAX_FUTURE_MS or timestamp < 0:
+        return None
+    return timestamp
+
+
 def _id(value: Any, field: str, errors: list[str], limit: int = MAX_ID) -> str:
     if value is None or value == "":
         return ""
@@ -576,7 +598,6 @@ class Normalizer:
         header_agent = meta.user_agent
         header_ip = meta.ip
         request_sent = meta.sent_at_ms
-        latest = received + MAX_FUTURE_MS
         accepted: list[Accepted] = []
         accept = accepted.append
         positions: list[int] = []
@@ -637,31 +658,11 @@ class Normalizer:
                 ):
                     kind = None
                 if kind is not None:
-                    ts_raw = get("timestamp")
-                    sent_raw = get("sent_at")
-                    try:
-                        if ts_raw is None:
-                            ts_ms = None
-                        elif ts_raw.__class__ is str and len(ts_raw) >= 10 and ts_raw[4] == "-":
-                            ts_ms = iso_ms(ts_raw)  # what parse_timestamp does with it
-                        else:
-                            ts_ms = parse_timestamp(ts_raw, "timestamp")
-                        sent_ms = (
-                            request_sent
-                            if sent_raw is None
-                            else parse_timestamp(sent_raw, "sent_at")
-                        )
-                    except (InvalidEvent, ValueError):
+                    timestamp = fast_timestamp(
+                        get("timestamp"), get("sent_at"), request_sent, received
+                    )
+                    if timestamp is None:
                         kind = None
-                    else:
-                        if ts_ms is None:
-                            timestamp = received
-                        elif sent_ms is not None and abs(received - sent_ms) > SKEW_TOLERANCE_MS:
-                            timestamp = ts_ms + round((received - sent_ms) / 1000) * 1000
-                        else:
-                            timestamp = ts_ms
-                        if timestamp > latest or timestamp < 0:
-                            kind = None
                 if kind is not None:
                     if batch_context:
                         context = {**batch_context, **context} if context else batch_context
@@ -818,7 +819,6 @@ class Normalizer:
         header_agent = meta.user_agent
         header_ip = meta.ip
         request_sent = meta.sent_at_ms
-        latest = received + MAX_FUTURE_MS
         accepted: list[Accepted] = []
         accept = accepted.append
         positions: list[int] = []
@@ -827,7 +827,7 @@ class Normalizer:
         add_other = others.append
 
         for position, item in enumerate(events):
-            kind: str | None = item.type
+            kind = item.type
             name: Any = None
             if kind == "track":
                 name = item.event
@@ -861,26 +861,8 @@ class Normalizer:
             ):
                 add_other(position)
                 continue
-            ts_raw = item.timestamp
-            sent_raw = item.sent_at
-            try:
-                if ts_raw is None:
-                    ts_ms = None
-                elif ts_raw.__class__ is str and len(ts_raw) >= 10 and ts_raw[4] == "-":
-                    ts_ms = iso_ms(ts_raw)  # what parse_timestamp does with it
-                else:
-                    ts_ms = parse_timestamp(ts_raw, "timestamp")
-                sent_ms = request_sent if sent_raw is None else parse_timestamp(sent_raw, "sent_at")
-            except (InvalidEvent, ValueError):
-                add_other(position)
-                continue
-            if ts_ms is None:
-                timestamp = received
-            elif sent_ms is not None and abs(received - sent_ms) > SKEW_TOLERANCE_MS:
-                timestamp = ts_ms + round((received - sent_ms) / 1000) * 1000
-            else:
-                timestamp = ts_ms
-            if timestamp > latest or timestamp < 0:
+            timestamp = fast_timestamp(item.timestamp, item.sent_at, request_sent, received)
+            if timestamp is None:
                 add_other(position)
                 continue
             user_agent = header_agent

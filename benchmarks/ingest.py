@@ -86,6 +86,26 @@ def segment_message(index: int, stamp: str) -> dict[str, Any]:
     return message
 
 
+def bench_server(
+    work: Path,
+    settings: list[str],
+    overrides: dict[str, str],
+    parser: argparse.ArgumentParser,
+) -> SextantServer:
+    """The server under test (not started): no rate limit, warnings only, the `overrides`
+    and every `--setting NAME=VALUE`, and otherwise the settings' real defaults."""
+    values = {"ingest_rate_limit": "100000000/second", "log_level": "WARNING", **overrides}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            parser.error(f"--setting {setting!r}: expected NAME=VALUE")
+        values[name.strip().lower()] = value
+    server = SextantServer(work / "sextant", **values)
+    if "ingest_flush_interval_ms" not in values:
+        server.env.pop("SEXTANT_INGEST_FLUSH_INTERVAL_MS", None)  # the real default
+    return server
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -305,19 +325,12 @@ def main() -> None:
         ).encode()
     )
 
-    overrides = {"ingest_rate_limit": "100000000/second", "log_level": "WARNING"}
+    overrides: dict[str, str] = {}
     if args.flush_interval_ms is not None:
         overrides["ingest_flush_interval_ms"] = str(args.flush_interval_ms)
     if args.ingest_workers is not None:
         overrides["ingest_workers"] = str(args.ingest_workers)
-    for setting in args.setting:
-        name, sep, value = setting.partition("=")
-        if not sep:
-            parser.error(f"--setting {setting!r}: expected NAME=VALUE")
-        overrides[name.strip().lower()] = value
-    server = SextantServer(work / "sextant", **overrides)
-    if "ingest_flush_interval_ms" not in overrides:
-        server.env.pop("SEXTANT_INGEST_FLUSH_INTERVAL_MS", None)  # the real default
+    server = bench_server(work, args.setting, overrides, parser)
     trivial_port = free_port()
     trivial: subprocess.Popen[bytes] | None = None
     results: dict[str, Any] = {}

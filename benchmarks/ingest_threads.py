@@ -30,8 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ingest import ensure_wrk, event, run_wrk, segment_message  # noqa: E402
-from sextant.sdk.testing import SextantServer  # noqa: E402
+from ingest import bench_server, ensure_wrk, event, run_wrk, segment_message  # noqa: E402
 
 
 def thread_cpu(pid: int) -> collections.Counter[str]:
@@ -77,15 +76,7 @@ def main() -> None:
     else:
         events = [event(i, stamp) for i in range(args.batch_size)]
         body.write_bytes(json.dumps({"batch": events}).encode())
-    settings = {"ingest_rate_limit": "100000000/second", "log_level": "WARNING"}
-    for setting in args.setting:
-        name, sep, value = setting.partition("=")
-        if not sep:
-            parser.error(f"--setting {setting!r}: expected NAME=VALUE")
-        settings[name.strip().lower()] = value
-    server = SextantServer(work / "sextant", **settings)
-    if "ingest_flush_interval_ms" not in settings:
-        server.env.pop("SEXTANT_INGEST_FLUSH_INTERVAL_MS", None)  # the real default
+    server = bench_server(work, args.setting, {}, parser)
     with server:
         account = server.bootstrap()
         path = "/v1/batch" if args.mode == "segment" else "/api/v1/events"

@@ -332,7 +332,7 @@ def test_every_event_is_stored_as_native_stores_it(
         assert rows == ref_rows, item
         fast_events += block.fast_count
         if big_int(item):
-            continue  # JSON allows it: the typed path stores it as sent (test below)
+            continue  # JSON allows it: the typed path stores it as sent (its own test)
         (block, links, rejected), took = typed_way(normalizer, items, request, batch_context)
         assert (rejected, links) == (ref_rejected, ref_links), item
         assert sorted(block.keys) == sorted(reference.keys), item
@@ -440,6 +440,22 @@ def test_properties_are_stored_as_the_same_json(normalizer: Normalizer) -> None:
     [row, *_] = stored(block)
     assert orjson.loads(row["properties"]) == props
     assert row["properties"] == orjson.dumps(props).decode()
+
+
+def test_the_typed_path_stores_properties_as_sent(normalizer: Normalizer) -> None:
+    """Spacing and integers beyond 64 bits (valid JSON, which orjson reads as a float) are
+    kept: `properties` is the text of the body, not a re-encoding."""
+    text = '{"big": 1180591620717411303424, "nested": {"a": [1, 2.5]}}'
+    events = ",".join(
+        f'{{"event": "e", "anonymous_id": "a", "properties": {text}}}'
+        for _ in range(FAST_PATH_MIN_EVENTS)
+    )
+    body = f'{{"batch": [{events}]}}'.encode()
+    assert decode_batch(body) is not None
+    block, _, rejected, _ = prepare_native_body(normalizer, body, meta(), meta().day, 1000)
+    assert rejected == []
+    assert block.fast_count == FAST_PATH_MIN_EVENTS
+    assert {row["properties"] for row in stored(block)} == {text}
 
 
 def test_a_flush_of_many_requests_stores_what_each_would_alone(normalizer: Normalizer) -> None:

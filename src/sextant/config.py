@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest_rate_limit: str = "2000/second"
     ingest_fsync: bool = False
-    # Processes that decode and normalise large native bodies (see ingest/pool.py):
+    # Processes that decode and normalise large native and Segment batch bodies (pool.py):
     # -1 = half the CPUs on a machine of 4 or more (none below), 0 = all in the server.
     ingest_workers: int = Field(default=-1, ge=-1, le=64)
     ingest_worker_min_bytes: int = Field(default=32_768, ge=0)

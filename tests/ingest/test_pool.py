@@ -4,6 +4,7 @@ worker that dies costs no request."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
@@ -287,3 +288,80 @@ def test_a_killed_servers_workers_exit_and_its_acknowledged_batches_are_stored(
     )
     expected = {mid for mid in acked if not mid.endswith("bad2")}
     assert {row[0] for row in stored} == expected
+
+
+def _segment_batch(tag: str) -> list[dict[str, Any]]:
+    """Segment messages of every kind the typed path and the dict path take."""
+    stamp = "2026-11-30T12:00:00.000Z"
+    messages: list[dict[str, Any]] = [
+        {
+            "type": "track" if i % 2 else "page",
+            "event": f"Clicked {i % 3}",
+            "anonymousId": f"anon-{i % 5}",
+            "messageId": f"{tag}-s{i}",
+            "timestamp": stamp,
+            "properties": {"i": i, "url": f"https://shop.example/p/{i % 4}?utm_medium=cpc"},
+            "context": {
+                "userAgent": CHROME,
+                "ip": f"81.2.69.{i % 6}",
+                "page": {"url": f"https://shop.example/p/{i % 4}?utm_medium=cpc"},
+                "library": {"name": "analytics-python", "version": "2.3.4"},
+            },
+        }
+        for i in range(30)
+    ]
+    messages += [
+        {"type": "identify", "anonymousId": "anon-1", "userId": "u-1", "messageId": f"{tag}-i"},
+        {"type": "alias", "previousId": "old-1", "userId": "u-1", "messageId": f"{tag}-al"},
+        {"type": "track", "userId": "u-1", "messageId": f"{tag}-no-event"},  # rejected
+    ]
+    for message in messages:
+        message.setdefault("timestamp", stamp)  # the same rows from two requests
+    return messages
+
+
+def test_a_worker_stores_segment_batches_as_the_server_does(
+    make_client: Any, bootstrap: Any, stored: Any
+) -> None:
+    pooled = make_client(ingest_workers=1, ingest_worker_min_bytes=0)
+    local = make_client(ingest_workers=0)
+    in_pool, in_server = bootstrap(pooled), bootstrap(local)
+    pool = _wait_ready(pooled, {"X-API-Key": in_pool["write_key"]})
+    before = pool.prepared
+    answers: dict[str, list[Any]] = {"P": [], "S": []}
+    for client, account, tag in ((pooled, in_pool, "P"), (local, in_server, "S")):
+        key = account["write_key"]
+        basic = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+        bodies = [
+            # the typed path, key in a header (as segment-analytics-python sends it)
+            ({"batch": _segment_batch(f"{tag}1"), "sentAt": "2026-11-30T12:00:01Z"}, basic),
+            # the key in the body only
+            ({"batch": _segment_batch(f"{tag}2"), "writeKey": key}, {}),
+            # a batch context: the dict path
+            ({"batch": _segment_batch(f"{tag}3"), "context": {"locale": "fr-FR"}}, basic),
+        ]
+        for body, headers in bodies:
+            response = client.post("/v1/batch", content=orjson.dumps(body), headers=headers)
+            assert response.status_code == 200, response.text
+            answers[tag].append(response.json())
+        bad = client.post("/v1/batch", content=b'{"batch": [}', headers=basic)
+        assert bad.status_code == 400
+        answers[tag].append(bad.json()["error"])
+    assert pool.prepared == before + 4  # three batches and the malformed body
+    assert answers["P"] == answers["S"]
+    assert [a["accepted"] for a in answers["P"][:3]] == [32, 32, 32]
+    assert answers["P"][0]["rejected"][0]["index"] == 32
+    assert "line 1, column" in answers["P"][3]["message"]
+    from_pool = _rows(stored, in_pool["project_id"], "P")
+    from_server = _rows(stored, in_server["project_id"], "S")
+    assert len(from_pool) == 96
+    for a, b in zip(from_pool, from_server, strict=True):
+        assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    track = next(r for r in from_pool if r["message_id"] == "1-s3")
+    assert (track["browser"], track["utm_medium"], track["library"]) == (
+        "Chrome",
+        "cpc",
+        "analytics-python",
+    )
+    assert next(r for r in from_pool if r["message_id"] == "3-s3")["locale"] == "fr-FR"
+    assert stored.aliases(in_pool["project_id"]) == {"anon-1": "u-1", "old-1": "u-1"}

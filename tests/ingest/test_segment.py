@@ -117,3 +117,32 @@ def test_single_segment_call_without_ids_is_400(client: TestClient, write_key: s
     response = client.post("/v1/track", json={"event": "x"}, headers=basic(write_key))
     assert response.status_code == 400
     assert "anonymous_id" in response.json()["error"]["message"]
+
+
+def test_segment_batch_errors_in_order(client: TestClient, write_key: str) -> None:
+    """A batch's key is checked before its body when it comes in a header; one in the body
+    is read from it, and a body that can't hold one says why."""
+    cases: list[tuple[bytes, dict[str, str], int, str]] = [
+        (b'{"batch": [}', basic("wk_nope"), 401, "invalid_api_key"),
+        (b'{"batch": [}', {}, 400, "invalid_json"),
+        (b"[1, 2]", {}, 400, "validation_error"),
+        (orjson.dumps({"batch": [], "writeKey": 5}), {}, 401, "missing_api_key"),
+        (orjson.dumps({"batch": []}), {}, 401, "missing_api_key"),
+        (orjson.dumps({"batch": {"a": 1}}), basic(write_key), 400, "validation_error"),
+        (orjson.dumps({"batch": {"a": 1}, "writeKey": write_key}), {}, 400, "validation_error"),
+        (orjson.dumps({"batch": [], "sentAt": "soon"}), basic(write_key), 400, "validation_error"),
+    ]
+    for body, headers, status, code in cases:
+        response = client.post("/v1/batch", content=body, headers=headers)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"]["code"] == code, (body, response.text)
+    response = client.post("/v1/batch", content=b'{"batch": [}', headers={})
+    assert "line 1, column" in response.json()["error"]["message"]
+    response = client.post("/v1/batch", content=b'{"writeKey": "x", "batch": {}}', headers={})
+    assert response.status_code == 401
+    good = {"type": "track", "userId": "u", "event": "ok"}
+    response = client.post(
+        "/v1/batch", content=orjson.dumps({"batch": [good], "writeKey": write_key})
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1

@@ -4,7 +4,8 @@ One Python process serves HTTP, normalises events and runs the group-commit writ
 those share one interpreter lock: under a batched load the lock is busy ~75 % of the time
 while a core sits partly idle (benchmarks/ingest.py; README "Ingestion"). Embedded, the
 store can only live in one process, so the server keeps HTTP, keys, rate limits and the
-writer, and hands a large native body as bytes to a worker process, which decodes it,
+writer, and hands a large body (native, or a Segment `/v1/batch`) as bytes to a worker
+process, which decodes it,
 applies every rule of `prepare.py` and the `Normalizer`, and answers with the accepted
 events as an Arrow table (plus their dedup keys, person links and rejections). The
 server stores that table like any other request's events: a request is still answered
@@ -41,7 +42,7 @@ from prometheus_client import Counter
 from sextant.core.errors import BadRequest
 from sextant.ingest.block import EventBlock, build_table
 from sextant.ingest.normalize import Normalizer, RequestMeta
-from sextant.ingest.prepare import PreparedBody, prepare_native_body
+from sextant.ingest.prepare import BODY_PREPARERS, Dialect, PreparedBody
 
 log = structlog.get_logger(__name__)
 
@@ -88,10 +89,12 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _work(body: bytes, meta: RequestMeta, day: str, max_batch: int) -> tuple[Any, ...]:
+def _work(
+    body: bytes, meta: RequestMeta, day: str, max_batch: int, dialect: Dialect
+) -> tuple[Any, ...]:
     assert _normalizer is not None, "worker not initialised"
     try:
-        block, aliases, rejected, single = prepare_native_body(
+        block, aliases, rejected, single = BODY_PREPARERS[dialect](
             _normalizer, body, meta, day, max_batch
         )
     except BadRequest as exc:
@@ -172,8 +175,8 @@ class NormalizerPool:
             self._starting = None
         executor.shutdown(wait=False, cancel_futures=True)
 
-    async def prepare_native(
-        self, body: bytes, meta: RequestMeta, day: str, max_batch: int
+    async def prepare(
+        self, body: bytes, meta: RequestMeta, day: str, max_batch: int, dialect: Dialect
     ) -> PreparedBody | None:
         """The body prepared by a worker, or None: the server must prepare it itself."""
         if len(body) < self.min_bytes:
@@ -184,7 +187,9 @@ class NormalizerPool:
             POOLED.labels("server").inc()
             return None
         try:
-            result = await asyncio.wrap_future(executor.submit(_work, body, meta, day, max_batch))
+            result = await asyncio.wrap_future(
+                executor.submit(_work, body, meta, day, max_batch, dialect)
+            )
         except BrokenProcessPool as exc:
             log.error("ingest_worker_died", error=repr(exc))
             self._discard(executor)

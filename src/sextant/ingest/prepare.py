@@ -23,7 +23,7 @@ from sextant.ingest.normalize import (
     from_segment,
     parse_timestamp,
 )
-from sextant.ingest.typed import SegmentBatch, decode_batch
+from sextant.ingest.typed import SegmentBatch, decode_batch, decode_segment_batch
 
 SEGMENT_MAX_EVENT_BYTES = 32 * 1024
 SEGMENT_MAX_BATCH_BYTES = 500 * 1024
@@ -160,3 +160,34 @@ def prepare_segment_batch(
     meta = with_sent_at(meta, batch.sentAt)
     dicts = lambda: [from_segment(item, None) for item in decode_json(body)["batch"]]  # noqa: E731
     return normalizer.typed_block(batch.batch, dicts, meta, day=day)
+
+
+def prepare_segment_body(
+    normalizer: Normalizer, body: bytes, meta: RequestMeta, day: str, max_batch: int
+) -> PreparedBody:
+    """A Segment `/v1/batch` body (not yet decoded): its accepted block, links and
+    rejections, through the typed path when the body fits it, through dicts otherwise."""
+    typed = decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES)
+    if typed is not None:
+        return (*prepare_segment_batch(normalizer, typed, body, meta, day, max_batch), False)
+    payload = decode_json(body)
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object", code="validation_error")
+    items = payload.get("batch")
+    if not isinstance(items, list):
+        raise BadRequest("batch: must be an array of messages", code="validation_error")
+    block, aliases, rejected = prepare_events(
+        normalizer,
+        items,
+        meta,
+        day=day,
+        max_batch=max_batch,
+        dialect="segment",
+        sent_at=payload.get("sentAt"),
+        batch_context=payload.get("context"),
+    )
+    return block, aliases, rejected, False
+
+
+# What the normalising workers run for a body of each dialect (`pool.py`).
+BODY_PREPARERS = {"native": prepare_native_body, "segment": prepare_segment_body}

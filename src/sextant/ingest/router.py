@@ -27,7 +27,7 @@ from sextant.ingest.service import (
     header_write_key,
     read_body,
 )
-from sextant.ingest.typed import decode_segment_batch
+from sextant.ingest.typed import body_write_key
 
 router = APIRouter(tags=["ingest"])
 log = structlog.get_logger(__name__)
@@ -112,7 +112,7 @@ async def _native(request: Request, *, beacon: bool) -> Response:
             # The key comes before the body: a stranger's megabyte is never parsed.
             ctx = service.authenticate(header_write_key(request))
             body = await read_body(request, service.max_body)
-            outcome = await service.ingest_native_body(ctx, body, request=request)
+            outcome = await service.ingest_body(ctx, body, request=request, dialect="native")
     except AppError as exc:
         return _error(exc)
     return _accepted(outcome.body())
@@ -155,46 +155,50 @@ async def preflight() -> Response:
 _SEGMENT_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
 
 
+async def _segment_body(request: Request, service: IngestService, kind: str) -> bytes:
+    body = await read_body(request, service.max_body)
+    limit = SEGMENT_MAX_BATCH_BYTES if kind == "batch" else SEGMENT_MAX_EVENT_BYTES
+    if len(body) > limit:
+        raise BadRequest(
+            f"{'batch' if kind == 'batch' else 'message'} larger than {limit // 1024} KB "
+            "(the Segment API's limit)",
+            code="payload_too_large",
+        )
+    return body
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    payload = decode_json(body)
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object", code="validation_error")
+    return payload
+
+
 async def _segment(request: Request, kind: str) -> Response:
     service = _service(request)
     try:
-        limit = SEGMENT_MAX_BATCH_BYTES if kind == "batch" else SEGMENT_MAX_EVENT_BYTES
-        body = await read_body(request, service.max_body)
-        if len(body) > limit:
-            raise BadRequest(
-                f"{'batch' if kind == 'batch' else 'message'} larger than {limit // 1024} KB "
-                "(the Segment API's limit)",
-                code="payload_too_large",
-            )
-        # A batch of the usual shape is decoded into typed structs (`typed.py`), any other
-        # body into dicts.
-        typed = decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES) if kind == "batch" else None
-        payload: Any = None
-        if typed is None:
-            payload = decode_json(body)
-            if not isinstance(payload, dict):
-                raise BadRequest("the body must be a JSON object", code="validation_error")
         secret = header_write_key(request)
-        if not secret:
-            body_key = typed.writeKey if typed is not None else payload.get("writeKey")
-            secret = body_key if isinstance(body_key, str) else None
-        ctx = service.authenticate(secret)
-        if typed is not None:
-            outcome = await service.ingest_segment_batch(ctx, typed, body, request=request)
-        elif kind == "batch":
-            items = payload.get("batch")
-            if not isinstance(items, list):
-                raise BadRequest("batch: must be an array of messages", code="validation_error")
-            outcome = await service.ingest(
-                ctx,
-                items,
-                request=request,
-                dialect="segment",
-                sent_at=payload.get("sentAt"),
-                batch_context=payload.get("context"),
-                use_header_user_agent=False,
-            )
+        if kind == "batch":
+            # A batch is decoded once, where it is normalised (a worker process when the
+            # pool takes it): the key in a header comes before the body, as for native
+            # bodies; one in the body is read without building the rest.
+            if secret:
+                ctx = service.authenticate(secret)
+                body = await _segment_body(request, service, kind)
+            else:
+                body = await _segment_body(request, service, kind)
+                try:
+                    body_key = body_write_key(body)
+                except ValueError:
+                    body_key = _object(body).get("writeKey")  # 400 saying what is wrong
+                ctx = service.authenticate(body_key if isinstance(body_key, str) else None)
+            outcome = await service.ingest_body(ctx, body, request=request, dialect="segment")
         else:
+            payload = _object(await _segment_body(request, service, kind))
+            if not secret:
+                body_key = payload.get("writeKey")
+                secret = body_key if isinstance(body_key, str) else None
+            ctx = service.authenticate(secret)
             outcome = await service.ingest(
                 ctx,
                 [payload],

@@ -1,8 +1,10 @@
 """Ingestion rules: authenticate, limit, decode, normalise, enrich, and group-commit.
 
-The routers only read the HTTP request; every wire format ends up in `IngestService.ingest`
-as a list of decoded JSON values, so limits, enrichment and storage behave the same way for
-the native API, the Segment API and the browser beacon.
+The routers only read the HTTP request. A native or Segment batch body goes undecoded to
+`IngestService.ingest_body` (a normalising worker may decode it), every other call to
+`IngestService.ingest` as decoded JSON values; both apply the same `prepare.py` rules, so
+limits, enrichment and storage behave the same way for the native API, the Segment API and
+the browser beacon.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from sextant.ingest.prepare import (
     SEGMENT_MAX_BATCH_BYTES,
     SEGMENT_MAX_EVENT_BYTES,
     Dialect,
+    PreparedBody,
     decode_json,
     prepare_events,
     prepare_native_body,
-    prepare_segment_batch,
+    prepare_segment_body,
 )
-from sextant.ingest.typed import SegmentBatch
 from sextant.ingest.writer import Writer
 from sextant.projects.context import ProjectContext
 from sextant.projects.dependencies import KeyResolver
@@ -235,19 +237,21 @@ class IngestService:
             else "",
         )
 
-    async def ingest_native_body(
-        self, ctx: ProjectContext, body: bytes, *, request: Request
+    async def ingest_body(
+        self, ctx: ProjectContext, body: bytes, *, request: Request, dialect: Dialect
     ) -> IngestOutcome:
-        """A native body (not yet decoded): decoded and normalised by a worker process
-        when the pool takes it, here otherwise; then stored like `ingest`."""
+        """A native body or a Segment `/v1/batch` body, not yet decoded: decoded and
+        normalised by a worker process when the pool takes it, here otherwise; then stored
+        like `ingest`. A Segment batch takes its user agents from its messages only."""
         received_ms = time.time_ns() // 1_000_000
-        meta = self._meta(ctx, request, received_ms, True)
+        meta = self._meta(ctx, request, received_ms, dialect == "native")
         day = self._day(received_ms)
-        prepared = None
+        prepared: PreparedBody | None = None
         if self.pool is not None:
-            prepared = await self.pool.prepare_native(body, meta, day, self.max_batch)
+            prepared = await self.pool.prepare(body, meta, day, self.max_batch, dialect)
         if prepared is None:
-            prepared = prepare_native_body(self.normalizer, body, meta, day, self.max_batch)
+            prepare = prepare_native_body if dialect == "native" else prepare_segment_body
+            prepared = prepare(self.normalizer, body, meta, day, self.max_batch)
         block, aliases, rejected, single = prepared
         return await self._store(ctx, block, aliases, rejected, single, received_ms)
 
@@ -279,17 +283,6 @@ class IngestService:
             batch_context=batch_context,
         )
         return await self._store(ctx, block, aliases, rejected, single, received_ms)
-
-    async def ingest_segment_batch(
-        self, ctx: ProjectContext, batch: SegmentBatch, body: bytes, *, request: Request
-    ) -> IngestOutcome:
-        """A Segment `/v1/batch` body that `typed.decode_segment_batch` decoded."""
-        received_ms = time.time_ns() // 1_000_000
-        meta = self._meta(ctx, request, received_ms, False)
-        block, aliases, rejected = prepare_segment_batch(
-            self.normalizer, batch, body, meta, self._day(received_ms), self.max_batch
-        )
-        return await self._store(ctx, block, aliases, rejected, False, received_ms)
 
     async def _store(
         self,

@@ -116,9 +116,23 @@ class _Sizes(Struct, gc=False):
     batch: list[Raw]
 
 
+class _WriteKey(Struct, gc=False):
+    writeKey: Any = None  # noqa: N815 (the wire name)
+
+
 _decoder = msgspec.json.Decoder(Batch)
 _segment_decoder = msgspec.json.Decoder(SegmentBatch)
 _sizes_decoder = msgspec.json.Decoder(_Sizes)
+_key_decoder = msgspec.json.Decoder(_WriteKey)
+
+
+def body_write_key(body: bytes) -> Any:
+    """The `writeKey` member of a JSON object body (None when it has none), read without
+    building the rest; ValueError when the body is not a well-formed JSON object."""
+    try:
+        return _key_decoder.decode(body).writeKey
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:

@@ -28,6 +28,7 @@ from sextant.governance.router import router as governance_router
 from sextant.ingest import lifecycle as ingest_lifecycle
 from sextant.ingest.router import IngestFastPath
 from sextant.ingest.router import router as ingest_router
+from sextant.migrations import control
 from sextant.migrations.event_schema import migrate as migrate_events
 from sextant.projects.dependencies import build_key_resolver
 from sextant.projects.router import router as projects_router
@@ -39,6 +40,8 @@ log = structlog.get_logger("sextant")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # Both stores are brought to the code's schema at start-up, as `sextant migrate` does.
+    await run_in_threadpool(control.upgrade_at_start, settings.database_url)
     app.state.db = Database(settings.database_url)
     app.state.key_resolver = build_key_resolver(app.state.db, settings)
     app.state.rate_limiter = RateLimiter(settings.redis_url)

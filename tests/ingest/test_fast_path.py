@@ -493,11 +493,26 @@ SEGMENT_NAMES = {
 }
 
 
-def to_segment(item: Any) -> Any:
-    """A native test event as a Segment message (camelCase ids; the type always said)."""
+# RudderStack's context.sessionId: ids, and values that are no id (ignored by both paths).
+SESSION_NUMBERS = (1667394855000, 0, -3, "s-1", "", 2**64 - 1, 2**64, True, 1.5, None, "x" * 300)
+
+
+def to_segment(item: Any, rng: random.Random | None = None) -> Any:
+    """A native test event as a Segment message (camelCase ids; the type always said). With
+    `rng`, sometimes as RudderStack's SDKs send it: the client time as originalTimestamp
+    (alone or beside a timestamp) and a session number in the context."""
     if not isinstance(item, dict):
         return item
-    return {SEGMENT_NAMES.get(key, key): value for key, value in item.items()}
+    out = {SEGMENT_NAMES.get(key, key): value for key, value in item.items()}
+    if rng is not None and rng.random() < 0.4:
+        if "timestamp" in out and rng.random() < 0.7:
+            out["originalTimestamp"] = out.pop("timestamp")
+        elif rng.random() < 0.5:
+            out["originalTimestamp"] = choice(rng, "2026-11-30T11:00:00Z", "soon", 5)
+        context = out.get("context")
+        if isinstance(context, dict) and rng.random() < 0.7:
+            out["context"] = {**context, "sessionId": choice(rng, *SESSION_NUMBERS)}
+    return out
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -508,7 +523,7 @@ def test_segment_batches_are_stored_as_the_dict_path_stores_them(
     rng = random.Random(seed)
     typed_events = 0
     for round_ in range(60):
-        items = [to_segment(item) for item in random_events(rng, 30, f"seg-{round_}-")]
+        items = [to_segment(item, rng) for item in random_events(rng, 30, f"seg-{round_}-")]
         items = [item for item in items if not big_int(item)]
         if rng.random() < 0.6:  # mostly the shapes the typed path takes
             items = [item for item in items if fits_segment(item)]

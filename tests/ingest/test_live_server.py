@@ -1,5 +1,5 @@
 """Against a real `sextant serve` in a subprocess (own SQLite + chDB directory):
-the real segment-analytics-python library, and SIGKILL durability.
+the real segment-analytics-python and rudder-sdk-python libraries, and SIGKILL durability.
 
 The pytest process may only open the session's chDB directory, so the server's rows are
 read back by a short-lived subprocess after the server has stopped.
@@ -177,6 +177,64 @@ def test_real_segment_library_batch_of_many_messages(tmp_path: Path) -> None:
         p=account.project_id,
     )
     assert aliases == [[f"anon-{i}", f"user-{i}"] for i in range(4)]
+
+
+def test_real_rudderstack_library(tmp_path: Path) -> None:
+    """RudderStack's Python SDK (its own client, the Segment HTTP API with `channel` and
+    `integrations`) pointed at Sextant as its data plane."""
+    from rudderstack.analytics import Client as RudderClient
+
+    server = SextantServer(tmp_path / "server")
+    stamp = dt.datetime(2026, 11, 30, 12, 0, 0, 500_000, tzinfo=dt.UTC)
+    with server:
+        account = server.bootstrap()
+        errors: list[Any] = []
+        rudder = RudderClient(
+            account.write_key,
+            host=server.url,
+            gzip=True,
+            max_retries=2,
+            on_error=lambda exc, batch: errors.append(exc),
+            upload_size=100,
+            upload_interval=0.5,
+        )
+        rudder.identify("user-r", {"email": "r@example.com"}, anonymous_id="anon-r")
+        for i in range(30):
+            rudder.track(
+                "user-r",
+                "Checkout Started",
+                {"step": i},
+                context={
+                    "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
+                    "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 "
+                    "Safari/604.1",
+                    "ip": "81.2.69.160",
+                },
+                timestamp=stamp,
+                message_id=f"r-{i}",
+            )
+        rudder.flush()
+        rudder.shutdown()
+        assert errors == []
+    rows = query_dir(
+        server.env["SEXTANT_EVENTS_URL"],
+        "SELECT message_id, distinct_id, library, country, os, device_type, "
+        "toUnixTimestamp64Milli(timestamp), properties FROM events FINAL "
+        "WHERE project_id = {p:UUID} AND type = 'track' "
+        "ORDER BY toUInt32(substring(message_id, 3))",
+        p=account.project_id,
+    )
+    assert len(rows) == 30
+    for i, row in enumerate(rows):
+        assert row[:6] == [f"r-{i}", "user-r", "analytics-python", "GB", "iOS", "mobile"]
+        assert row[6] == int(stamp.timestamp() * 1000)
+        assert orjson.loads(row[7]) == {"step": i}
+    aliases = query_dir(
+        server.env["SEXTANT_EVENTS_URL"],
+        "SELECT distinct_id, person_id FROM person_aliases FINAL WHERE project_id = {p:UUID}",
+        p=account.project_id,
+    )
+    assert aliases == [["anon-r", "user-r"]]
 
 
 _CLIENT = textwrap.dedent(

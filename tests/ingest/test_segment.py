@@ -146,3 +146,84 @@ def test_segment_batch_errors_in_order(client: TestClient, write_key: str) -> No
     )
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 1
+
+
+def _rudder_web_message(i: int, client_now: dt.datetime) -> dict[str, Any]:
+    """A track as RudderStack's JavaScript SDK (v3) sends it: the client's time only as
+    originalTimestamp, the session in the context, and fields Sextant does not read."""
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "properties": {"sku": f"S{i}"},
+        "anonymousId": f"rudder-anon-{i % 2}",
+        "channel": "web",
+        "rudderId": "9a7a1b40-0000-4000-8000-00000000000a",
+        "messageId": f"rudder-{i}",
+        "originalTimestamp": (client_now - dt.timedelta(seconds=30)).isoformat(),
+        "integrations": {"All": True},
+        "context": {
+            "sessionId": 1764849600123,
+            "sessionStart": i == 0,
+            "library": {"name": "RudderLabs JavaScript SDK", "version": "3.11.1"},
+            "page": {
+                "url": "https://shop.example/p/1?utm_source=ads",
+                "path": "/p/1",
+                "referrer": "$direct",
+                "referring_domain": "",
+                "title": "Product",
+                "tab_url": "https://shop.example/p/1?utm_source=ads",
+            },
+            "screen": {"width": 1440, "height": 900, "density": 2, "innerWidth": 1440},
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+            "locale": "de-DE",
+            "timezone": "GMT+0100",
+            "campaign": {},
+        },
+    }
+
+
+def test_rudderstack_web_messages_keep_their_client_time_and_session(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    """originalTimestamp is the event's time (corrected for the client's clock with sentAt,
+    as a timestamp is) and context.sessionId its session, in a batch of the usual shape (the
+    typed path) and in a single call (the dict path)."""
+    skew = dt.timedelta(minutes=10)  # the client's clock runs ten minutes fast
+    client_now = dt.datetime.now(dt.UTC) + skew
+    batch = [_rudder_web_message(i, client_now) for i in range(10)]
+    response = client.post(
+        "/v1/batch",
+        json={"batch": batch, "sentAt": client_now.isoformat()},
+        headers=basic(write_key),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 10
+    single = _rudder_web_message(10, client_now) | {"sentAt": client_now.isoformat()}
+    response = client.post("/v1/track", json=single, headers=basic(write_key))
+    assert response.status_code == 200, response.text
+    rows = stored.events(project["id"], "startsWith(message_id, 'rudder-')")
+    assert len(rows) == 11
+    expected = client_now - skew - dt.timedelta(seconds=30)
+    for row in rows:
+        stamp = row["timestamp"].replace(tzinfo=dt.UTC)
+        assert abs(stamp - expected) < dt.timedelta(seconds=5), (row["message_id"], stamp)
+        assert row["session_id"] == "1764849600123"
+        assert (row["browser"], row["path"], row["utm_source"]) == ("Firefox", "/p/1", "ads")
+        assert (row["screen_width"], row["locale"]) == (1440, "de-DE")
+        assert row["library"] == "RudderLabs JavaScript SDK"
+        assert row["referrer_domain"] == ""  # RudderStack says "$direct"
+    # A timestamp beside it wins; a session id of the event's own wins over the context's.
+    both = _rudder_web_message(11, client_now) | {
+        "timestamp": "2026-11-30T12:00:00Z",
+        "session_id": "own",
+    }
+    response = client.post("/v1/track", json=both, headers=basic(write_key))
+    assert response.status_code == 200, response.text
+    (row,) = stored.events(project["id"], "message_id = 'rudder-11'")
+    assert row["timestamp"].replace(tzinfo=dt.UTC) == dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
+    assert row["session_id"] == "own"
+    # A client time that is no time is reported like a bad timestamp.
+    bad = _rudder_web_message(12, client_now) | {"originalTimestamp": "yesterday-ish"}
+    response = client.post("/v1/track", json=bad, headers=basic(write_key))
+    assert response.status_code == 400
+    assert "timestamp" in response.json()["error"]["message"]

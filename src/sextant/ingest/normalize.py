@@ -861,12 +861,16 @@ class Normalizer:
             ):
                 add_other(position)
                 continue
-            timestamp = fast_timestamp(item.timestamp, item.sent_at, request_sent, received)
+            stamp = item.timestamp
+            if stamp is None:
+                stamp = item.original_timestamp
+            timestamp = fast_timestamp(stamp, item.sent_at, request_sent, received)
             if timestamp is None:
                 add_other(position)
                 continue
             user_agent = header_agent
             ip = header_ip
+            session_id = item.session_id or ""
             locale = title = url = referrer = path = library = library_version = ""
             width = height = 0
             context = item.context
@@ -887,6 +891,10 @@ class Normalizer:
                     ip = context.ip[:64]
                 if context.locale:
                     locale = context.locale[:32]
+                if item.session_id is None:
+                    number = context.sessionId
+                    if number is not None:
+                        session_id = number if number.__class__ is str else str(number)
                 screen = context.screen
                 if screen is not None:
                     width = screen.width or 0
@@ -905,7 +913,7 @@ class Normalizer:
                     timestamp,
                     user_id,
                     anonymous_id,
-                    item.session_id or "",
+                    session_id,
                     title,
                     locale,
                     width,
@@ -1218,7 +1226,19 @@ def from_segment(item: Any, default_type: str | None) -> Any:
         out["type"] = default_type
     elif "type" not in out:
         out["type"] = ""  # reported by the normaliser: a message must say its type
+    if out.get("timestamp") is None and "originalTimestamp" in out:
+        # RudderStack's SDKs send the client's clock only as originalTimestamp (Segment's
+        # spec has both); corrected with sentAt like a timestamp.
+        out["timestamp"] = out.pop("originalTimestamp")
     context = out.get("context")
+    if isinstance(context, dict) and out.get("session_id") is None:
+        # RudderStack's web and mobile SDKs number their sessions in the context.
+        # (Ignored, not an error, when it is no id: as the typed path skips it.)
+        number = context.get("sessionId")
+        if number.__class__ is int and -(2**63) <= number < 2**64:
+            out["session_id"] = str(number)
+        elif number.__class__ is str and len(number) <= MAX_ID:
+            out["session_id"] = number
     if out.get("type") == "identify" and "traits" not in out and isinstance(context, dict):
         traits = context.get("traits")
         if isinstance(traits, dict):

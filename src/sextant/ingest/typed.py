@@ -26,6 +26,7 @@ _Id = Annotated[str, Meta(max_length=MAX_ID)]
 _MessageId = Annotated[str, Meta(max_length=MAX_MESSAGE_ID)]
 _UInt16 = Annotated[int, Meta(ge=0, le=65535)]
 _Stamp = str | int | float
+_Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # (the dict path takes the rest)
 _EMPTY = Raw()
 
 
@@ -54,6 +55,13 @@ class Context(Struct, gc=False):
     screen: Screen | None = None
     library: Library | None = None
     campaign: Raw = _EMPTY
+    # Only a Segment message's context has one (`SegmentContext`).
+    sessionId: ClassVar[None] = None  # noqa: N815
+
+
+class SegmentContext(Context, gc=False):
+    # RudderStack's web and mobile SDKs number their sessions here (`from_segment`).
+    sessionId: _Int64 | _Id | None = None  # type: ignore[assignment,misc]  # noqa: N815
 
 
 class Event(Struct, gc=False):
@@ -71,6 +79,7 @@ class Event(Struct, gc=False):
     traits: Raw = _EMPTY
     api: Raw = _EMPTY
     web3: Raw = _EMPTY
+    original_timestamp: ClassVar[None] = None  # only a Segment message has one
 
 
 class Batch(Struct, gc=False):
@@ -89,10 +98,12 @@ class SegmentEvent(Struct, gc=False):
     message_id: _MessageId | None = msgspec.field(default=None, name="messageId")
     session_id: _Id | None = None
     timestamp: _Stamp | None = None
+    # The client's clock where `timestamp` is not set (RudderStack's SDKs send only this).
+    original_timestamp: _Stamp | None = msgspec.field(default=None, name="originalTimestamp")
     sent_at: _Stamp | None = msgspec.field(default=None, name="sentAt")
     name: str | None = None
     properties: Raw = _EMPTY
-    context: Context | None = None
+    context: SegmentContext | None = None
     traits: Raw = _EMPTY
     # `from_segment` keeps a key it does not rename: a message that also has one of these is
     # read differently from its dict (two values for one field), so the dict path takes it.

@@ -278,6 +278,17 @@ def random_context(rng: random.Random, value: Any) -> Any:
     put(library, "name", value((ABSENT, None, "sextant-js", "n" * 70), (5,)))
     put(library, "version", value((ABSENT, "0.1.0", "v" * 40), (1.5,)))
     put(context, "library", value((library, library, ABSENT, {}), ("bad",)))
+    # An app's OS and device (mobile SDKs), read where there is no user agent.
+    put(
+        context,
+        "os",
+        value((*[ABSENT] * 8, {"name": "iOS", "version": "17.1.2"}, None, {}, "bad")),
+    )
+    put(
+        context,
+        "device",
+        value((*[ABSENT] * 8, {"type": "android", "model": "Pixel 8"}, {"type": 5})),
+    )
     return context
 
 

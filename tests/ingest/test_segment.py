@@ -227,3 +227,58 @@ def test_rudderstack_web_messages_keep_their_client_time_and_session(
     response = client.post("/v1/track", json=bad, headers=basic(write_key))
     assert response.status_code == 400
     assert "timestamp" in response.json()["error"]["message"]
+
+
+def test_app_messages_take_os_and_device_from_the_context(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    """Mobile SDKs send no user agent: Segment's context.os and context.device give the OS,
+    its version and the device type, named as a user agent would name them."""
+    apps = [
+        # analytics-swift on an iPhone, on an iPad; analytics-kotlin; RudderStack Android
+        ({"name": "iOS", "version": "17.1.2"}, {"type": "ios", "model": "iPhone15,2"}),
+        ({"name": "iPadOS", "version": "17.1"}, {"type": "ios", "model": "iPad13,4"}),
+        ({"name": "android", "version": "14"}, {"type": "android", "model": "Pixel 8"}),
+        ({"name": "Android", "version": "13"}, {"type": "Android", "manufacturer": "Samsung"}),
+    ]
+    expected = [
+        ("iOS", "17.1", "mobile"),
+        ("iOS", "17.1", "tablet"),
+        ("Android", "14", "mobile"),
+        ("Android", "13", "mobile"),
+    ]
+    batch = [
+        {
+            "type": "screen" if i % 2 else "track",
+            "event": "Opened",
+            "name": "Home",
+            "userId": f"app-user-{i % 4}",
+            "messageId": f"app-{i}",
+            "context": {"os": apps[i % 4][0], "device": apps[i % 4][1], "locale": "en-US"},
+        }
+        for i in range(12)  # of the usual batch shape: their os and device still read
+    ]
+    response = client.post("/v1/batch", json={"batch": batch}, headers=basic(write_key))
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 12
+    one = {"userId": "app-user-9", "event": "Opened", "messageId": "app-single"}
+    one["context"] = {"os": apps[1][0], "device": apps[1][1]}
+    assert client.post("/v1/track", json=one, headers=basic(write_key)).status_code == 200
+    # A user agent, where there is one, says more than the app's fields: it is used.
+    web = {**one, "messageId": "app-with-agent"}
+    web["context"] = {
+        **one["context"],
+        "userAgent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    }
+    assert client.post("/v1/track", json=web, headers=basic(write_key)).status_code == 200
+    rows = {
+        r["message_id"]: r for r in stored.events(project["id"], "startsWith(message_id, 'app-')")
+    }
+    for i in range(12):
+        row = rows[f"app-{i}"]
+        assert (row["os"], row["os_version"], row["device_type"]) == expected[i % 4], row
+        assert row["browser"] == ""
+    single = rows["app-single"]
+    assert (single["os"], single["os_version"], single["device_type"]) == expected[1]
+    agent = rows["app-with-agent"]
+    assert (agent["browser"], agent["os"], agent["device_type"]) == ("Firefox", "Linux", "desktop")

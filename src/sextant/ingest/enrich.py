@@ -133,6 +133,71 @@ def parse_user_agent(ua: str) -> UserAgentInfo:
     return UserAgentInfo(browser, browser_version, os_name, os_version, device_type, int(is_bot))
 
 
+# Operating system names as apps' SDKs send them (Segment's context.os), as ua-parser names
+# the same systems in a user agent, so one system is one row of a breakdown.
+_OS_NAMES = {
+    "ios": "iOS",
+    "ipados": "iOS",
+    "iphone os": "iOS",
+    "android": "Android",
+    "macos": "Mac OS X",
+    "mac os": "Mac OS X",
+    "mac os x": "Mac OS X",
+    "windows": "Windows",
+    "linux": "Linux",
+    "tvos": "tvOS",
+    "watchos": "watchOS",
+    "chrome os": "Chrome OS",
+    "chromeos": "Chrome OS",
+}
+_APP_DEVICE_TYPES = {
+    "ios": "mobile",
+    "android": "mobile",
+    "mobile": "mobile",
+    "phone": "mobile",
+    "smartphone": "mobile",
+    "ipados": "tablet",
+    "tablet": "tablet",
+    "macos": "desktop",
+    "windows": "desktop",
+    "linux": "desktop",
+    "desktop": "desktop",
+    "tv": "tv",
+    "tvos": "tv",
+    "watchos": "wearable",
+}
+
+
+def app_device_columns(context: dict[str, Any]) -> dict[str, Any]:
+    """OS and device type of an app's event from Segment's `context.os` and `context.device`
+    (mobile SDKs send these, not a user agent): the columns a user agent would give."""
+    columns: dict[str, Any] = {}
+    os_info = context.get("os")
+    os_name = ""
+    if os_info.__class__ is dict:
+        name = os_info.get("name")
+        if name.__class__ is str and name.strip():
+            os_name = _OS_NAMES.get(name.strip().lower(), name.strip()[:64])
+            columns["os"] = os_name
+            version = os_info.get("version")
+            if version.__class__ is str and version:
+                columns["os_version"] = ".".join(version.strip().split(".")[:2])[:32]
+    device = context.get("device")
+    kind = ""
+    if device.__class__ is dict:
+        value = device.get("type")
+        if value.__class__ is str:
+            kind = _APP_DEVICE_TYPES.get(value.strip().lower(), "")
+        model = device.get("model")
+        if model.__class__ is str and model.startswith("iPad"):
+            kind = "tablet"
+    if not kind and os_name in _MOBILE_OS:
+        kind = "mobile"
+    if kind:
+        columns["device_type"] = kind
+    return columns
+
+
 @lru_cache(maxsize=10_000)
 def url_parts(url: str) -> tuple[str, str, dict[str, str], str]:
     """(host, path, utm fields, click id as `name=value`) of a page URL (cached)."""

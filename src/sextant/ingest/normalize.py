@@ -30,6 +30,7 @@ from sextant.ingest.block import NO_ADDRESS, NO_AGENT, Columns, EventBlock
 from sextant.ingest.enrich import (
     GeoResolver,
     IpHasher,
+    app_device_columns,
     checksum_address,
     referrer_domain,
     url_columns,
@@ -541,6 +542,8 @@ class Normalizer:
 
         if user_agent:
             row.update(user_agent_columns(user_agent))
+        elif context:
+            row.update(app_device_columns(context))  # an app's SDK sends no user agent
         if ip:
             row.update(self._ip_columns(project_id, ip, day or meta.day))
             if meta.store_raw_ip:
@@ -712,6 +715,8 @@ class Normalizer:
                         value = context.get("userAgent")
                         if isinstance(value, str) and value:
                             user_agent = value
+                        elif not user_agent and ("os" in context or "device" in context):
+                            kind = None  # an app's OS and device (`app_device_columns`)
                         value = context.get("ip")
                         if isinstance(value, str) and value:
                             ip = value[:64]
@@ -887,6 +892,9 @@ class Normalizer:
                     path = (page.path or "")[:2048]
                 if context.userAgent:
                     user_agent = context.userAgent
+                elif not user_agent and (context.os or context.device):
+                    add_other(position)  # an app's OS and device (`app_device_columns`)
+                    continue
                 if context.ip:
                     ip = context.ip[:64]
                 if context.locale:

@@ -55,6 +55,9 @@ class Context(Struct, gc=False):
     screen: Screen | None = None
     library: Library | None = None
     campaign: Raw = _EMPTY
+    # An app's OS and device: only read where there is no user agent (by the dict path).
+    os: Raw = _EMPTY
+    device: Raw = _EMPTY
     # Only a Segment message's context has one (`SegmentContext`).
     sessionId: ClassVar[None] = None  # noqa: N815
 

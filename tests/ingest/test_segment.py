@@ -282,3 +282,89 @@ def test_app_messages_take_os_and_device_from_the_context(
     assert (single["os"], single["os_version"], single["device_type"]) == expected[1]
     agent = rows["app-with-agent"]
     assert (agent["browser"], agent["os"], agent["device_type"]) == ("Firefox", "Linux", "desktop")
+
+
+def _analytics_next(kind: str, i: int, write_key: str) -> dict[str, Any]:
+    """A call as Segment's browser SDK (`@segment/analytics-next`) sends it."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return {
+        "type": kind,
+        "event": "Signed Up" if kind == "track" else None,
+        "name": "Pricing" if kind == "page" else None,
+        "properties": {"plan": "pro"} if kind == "track" else {"url": "https://shop.example/"},
+        "anonymousId": f"ajs-anon-{i}",
+        "messageId": f"ajs-next-{i}",
+        "timestamp": now,
+        "sentAt": now,
+        "integrations": {},
+        "writeKey": write_key,
+        "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
+        "context": {
+            "page": {
+                "path": "/",
+                "referrer": "https://www.bing.com/",
+                "search": "?utm_source=bing",
+                "title": "Shop",
+                "url": "https://shop.example/?utm_source=bing",
+            },
+            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+            "locale": "en-US",
+            "library": {"name": "analytics.js", "version": "npm:next-1.70.0"},
+        },
+    }
+
+
+def test_browser_sdk_paths(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    """The paths browser SDKs post to: analytics.js 2.0's one-letter calls and batches
+    (text/plain, no preflight, the key in the body) and RudderStack's page-unload beacon
+    (the key as a query parameter)."""
+    plain = {"Content-Type": "text/plain", "Origin": "https://shop.example"}
+    for path, kind, i in (("/v1/t", "track", 0), ("/v1/p", "page", 1)):
+        response = client.post(
+            path, content=orjson.dumps(_analytics_next(kind, i, write_key)), headers=plain
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["access-control-allow-origin"] == "*"
+    identify = {"type": "identify", "userId": "ajs-user", "anonymousId": "ajs-anon-0"}
+    response = client.post(
+        "/v1/i", content=orjson.dumps(identify | {"writeKey": write_key}), headers=plain
+    )
+    assert response.status_code == 200, response.text
+    batch = [_analytics_next("track", i, write_key) for i in range(2, 12)]
+    response = client.post(
+        "/v1/b", content=orjson.dumps({"batch": batch, "writeKey": write_key}), headers=plain
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 10
+    beacon = [
+        {"type": "track", "event": "Page Left", "anonymousId": "rs-anon", "messageId": f"rs-{i}"}
+        for i in range(3)
+    ]
+    response = client.post(
+        f"/beacon/v1/batch?writeKey={write_key}",
+        content=orjson.dumps({"batch": beacon}),
+        headers=plain,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 3
+    assert (
+        client.post("/beacon/v1/batch", content=orjson.dumps({"batch": beacon})).status_code == 401
+    )
+    preflight = client.options("/beacon/v1/batch", headers={"Origin": "https://shop.example"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    rows = {r["message_id"]: r for r in stored.events(project["id"])}
+    track, page = rows["ajs-next-0"], rows["ajs-next-1"]
+    assert (track["event"], track["browser"], track["utm_source"]) == (
+        "Signed Up",
+        "Safari",
+        "bing",
+    )
+    assert (track["library"], track["referrer_domain"]) == ("analytics.js", "bing.com")
+    assert (page["event"], page["title"], page["path"]) == ("$pageview", "Shop", "/")
+    assert all(f"ajs-next-{i}" in rows for i in range(2, 12))
+    assert all(f"rs-{i}" in rows for i in range(3))
+    assert stored.aliases(project["id"]).get("ajs-anon-0") == "ajs-user"

@@ -177,7 +177,8 @@ def _object(body: bytes) -> dict[str, Any]:
 async def _segment(request: Request, kind: str) -> Response:
     service = _service(request)
     try:
-        secret = header_write_key(request)
+        # A query parameter is how RudderStack's beacon (`/beacon/v1/batch`) sends its key.
+        secret = header_write_key(request) or request.query_params.get("writeKey")
         if kind == "batch":
             # A batch is decoded once, where it is normalised (a worker process when the
             # pool takes it): the key in a header comes before the body, as for native
@@ -235,6 +236,25 @@ def _segment_route(kind: str) -> None:
 for _kind in (*sorted(_SEGMENT_TYPES), "batch"):
     _segment_route(_kind)
 
+# Other paths of the same calls: Segment's browser SDK (analytics.js 2.0, `@segment/
+# analytics-next`) posts to the first letter of the call's type (`/v1/t`, and `/v1/b` for its
+# batches), text/plain with `writeKey` in the body; RudderStack's JavaScript SDK sends its
+# page-unload beacon to `/beacon/v1/batch?writeKey=...`.
+_SEGMENT_ALIASES = {f"/v1/{kind[0]}": kind for kind in (*_SEGMENT_TYPES, "batch")}
+_SEGMENT_ALIASES["/beacon/v1/batch"] = "batch"
+
+
+def _alias_route(path: str, kind: str) -> None:
+    async def endpoint(request: Request) -> Response:
+        return await _segment(request, kind)
+
+    router.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+    router.add_api_route(path, preflight, methods=["OPTIONS"], include_in_schema=False)
+
+
+for _path, _kind in _SEGMENT_ALIASES.items():
+    _alias_route(_path, _kind)
+
 
 class _RouteLabel:
     """What the request-metrics middleware reads from `scope["route"]`."""
@@ -260,6 +280,10 @@ _FAST_PATHS: dict[str, tuple[Callable[[Request], Awaitable[Response]], _RouteLab
             _RouteLabel(f"/v1/{kind}"),
         )
         for kind in (*_SEGMENT_TYPES, "batch")
+    },
+    **{
+        path: ((lambda k: lambda request: _segment(request, k))(kind), _RouteLabel(path))
+        for path, kind in _SEGMENT_ALIASES.items()
     },
 }
 

@@ -548,22 +548,54 @@ def test_web3_volume_is_exact_and_wallets_link_to_persons(dataset: Factory) -> N
         contract_address="0xC1",
     )
     d.track("wallet_connected", "u3", "2026-11-10 11:00:00", type="web3", wallet_address="0xBB")
+    # One transaction reported twice, as submitted and then confirmed (the hash in another
+    # letter case): one transaction, its last status, its value once.
+    for at, status, tx_hash in (("12:00", "submitted", "0xABC3"), ("12:01", "confirmed", "0xabc3")):
+        d.track(
+            f"tx_{status}",
+            "u3",
+            f"2026-11-10 {at}:00",
+            type="web3",
+            tx_hash=tx_hash,
+            chain_id=137,
+            token_symbol="MATIC",
+            tx_value=5,
+            tx_status=status,
+            wallet_address="0xBB",
+            contract_address="0xC2",
+        )
     d.alias("u2", "u1")
     out = d.query({"kind": "web3", "date_from": "2026-11-10", "date_to": "2026-11-10"})
     assert out["summary"] == {
-        "tx_count": 2,
-        "success_count": 1,
+        "tx_count": 3,
+        "success_count": 2,
         "failed_count": 1,
-        "success_rate": 50.0,
+        "success_rate": round(200 / 3, 2),
         "unique_wallets": 2,
         "unique_persons": 2,
     }
     assert out["volume"] == [
-        {"chain_id": 1, "token": "ETH", "tx_count": 2, "volume": str(2 * big + 1)}
+        {"chain_id": 1, "token": "ETH", "tx_count": 2, "volume": str(2 * big + 1)},
+        {"chain_id": 137, "token": "MATIC", "tx_count": 1, "volume": "5"},
     ]
-    wallets = {w["wallet"]: w["persons"] for w in out["wallets"]}
-    assert wallets == {"0xaa": ["u1"], "0xbb": ["u3"]}
-    assert out["top_contracts"][0]["volume"] == str(2 * big + 1)
+    wallets = {w["wallet"]: (w["persons"], w["tx_count"]) for w in out["wallets"]}
+    assert wallets == {"0xaa": (["u1"], 2), "0xbb": (["u3"], 1)}
+    contracts = {c["contract"]: (c["tx_count"], c["volume"]) for c in out["top_contracts"]}
+    assert contracts == {"0xc1": (2, str(2 * big + 1)), "0xc2": (1, "5")}
+    series = {p["bucket"][11:16]: (p["tx_count"], p["success_count"]) for p in out["series"]}
+    assert (series["10:00"], series["11:00"], series["12:00"]) == ((1, 1), (1, 0), (1, 1))
+    assert sum(p["tx_count"] for p in out["series"]) == 3
+    # A wallet or contract filter matches whatever case it is written in.
+    for prop, value in (("contract_address", "0xc2"), ("wallet_address", "0xbB")):
+        one = d.query(
+            {
+                "kind": "web3",
+                "date_from": "2026-11-10",
+                "date_to": "2026-11-10",
+                "filters": [{"property": prop, "op": "eq", "value": value}],
+            }
+        )
+        assert one["summary"]["tx_count"] == 1, prop
     total = d.query(
         {
             "kind": "trends",

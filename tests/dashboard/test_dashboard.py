@@ -113,8 +113,14 @@ def test_report_pages_render_seeded_data(
     page.goto(f"{base}/events?from=-30d")
     expect(page.locator("tbody tr").first).to_be_visible()
     screenshot(page, "events")
-    page.locator("tbody tr td a").first.click()
+    link = page.locator("tbody tr td a").first
+    name = link.inner_text().strip()
+    link.click()
     expect(page.locator("h2", has_text="Properties")).to_be_visible()
+    # The event's own fields, not its name spelled out letter by letter.
+    expect(page.locator(".page-head h1")).to_have_text(name)
+    expect(page.locator("dl.kv dt", has_text="event_id")).to_be_visible()
+    expect(page.locator("dl.kv dt", has_text="distinct_id")).to_be_visible()
     page.goto(f"{base}/events/person/anon-7-1")
     expect(page.locator(".journey li").first).to_be_visible()
     screenshot(page, "person")

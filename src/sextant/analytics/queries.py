@@ -268,6 +268,10 @@ def _as_bigint(flt: Filter, value: Any) -> str:
     return text
 
 
+# Hex columns: one value in any letter case (wallets and contracts stored checksummed).
+HEX_COLUMNS = frozenset({"wallet_address", "contract_address", "tx_hash"})
+
+
 def compile_filter(item: FilterItem, params: Params) -> str:
     if isinstance(item, FilterGroup):
         joiner = " AND " if item.op == "and" else " OR "
@@ -315,6 +319,10 @@ def _compile_leaf(flt: Filter, params: Params) -> str:
     ):
         bound = params.bind([_as_number(flt, v) for v in values], "Array(Float64)")
         expr = f"has({bound}, {number_expr(name, params)})"
+    elif name in HEX_COLUMNS:
+        # Addresses are stored EIP-55 checksummed and written in any case: compared as hex.
+        strings = [str(v).lower() for v in values]
+        expr = f"lower(e.{name}) IN {params.bind(strings, 'Array(String)')}"
     else:
         strings = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
         if len(strings) == 1:
@@ -959,42 +967,58 @@ def compile_web3(*, scope: Scope, rng: TimeRange, query: Web3Query) -> Compiled:
     tx = "e.tx_hash != ''"
     wallet = "lower(e.wallet_address)"
     limit = params.bind(query.limit, "UInt32")
+    # One row per transaction: a dapp reports one as submitted, then confirmed or failed,
+    # each event with the same hash and value; counted once, with its last status, from
+    # the bucket it was first seen in.
+    txs = src.sql(
+        "e.chain_id AS chain_id, lower(e.tx_hash) AS hash, "
+        "argMaxIf(lower(e.tx_status), e.timestamp, e.tx_status != '') AS status, "
+        "max(e.tx_value) AS value, max(e.token_symbol) AS token, "
+        f"max(lower(e.contract_address)) AS contract, max({wallet}) AS wallet, "
+        f"min({bucket_expr(rng.interval)}) AS bucket",
+        f"AND {tx} GROUP BY chain_id, hash",
+    )
     summary = src.sql(
-        f"countIf({tx}) AS tx_count, countIf({tx} AND has({ok}, lower(e.tx_status))) AS "
-        f"success_count, countIf({tx} AND has({bad}, lower(e.tx_status))) AS failed_count, "
         f"uniqExactIf(cityHash64({wallet}), {wallet} != '') AS unique_wallets, "
         f"uniqExactIf(cityHash64({src.person}), e.wallet_address != '') AS unique_persons"
     )
-    volume = src.sql(
-        "e.chain_id AS chain_id, e.token_symbol AS token, count() AS tx_count, "
-        "toString(sum(e.tx_value)) AS volume",
-        f"AND {tx} GROUP BY chain_id, token ORDER BY sum(e.tx_value) DESC, chain_id, token",
+    transactions = (
+        f"SELECT count() AS tx_count, countIf(has({ok}, status)) AS success_count, "
+        f"countIf(has({bad}, status)) AS failed_count FROM ({txs})"
     )
-    contracts = src.sql(
-        "lower(e.contract_address) AS contract, count() AS tx_count, "
-        f"uniqExact(cityHash64({wallet})) AS wallets, toString(sum(e.tx_value)) AS volume",
-        f"AND {tx} AND e.contract_address != '' GROUP BY contract "
-        f"ORDER BY tx_count DESC, contract LIMIT {limit}",
+    volume = (
+        "SELECT chain_id, token, count() AS tx_count, toString(sum(value)) AS volume "
+        f"FROM ({txs}) GROUP BY chain_id, token ORDER BY sum(value) DESC, chain_id, token"
+    )
+    contracts = (
+        "SELECT contract, count() AS tx_count, uniqExact(cityHash64(wallet)) AS wallets, "
+        f"toString(sum(value)) AS volume FROM ({txs}) WHERE contract != '' "
+        f"GROUP BY contract ORDER BY tx_count DESC, contract LIMIT {limit}"
     )
     wallets = src.sql(
         f"lower(e.wallet_address) AS wallet, groupUniqArray(10)({src.person}) AS persons, "
-        f"count() AS events, countIf({tx}) AS tx_count, min(e.timestamp) AS first_seen, "
-        "max(e.timestamp) AS last_seen",
+        f"count() AS events, uniqExactIf(lower(e.tx_hash), {tx}) AS tx_count, "
+        "min(e.timestamp) AS first_seen, max(e.timestamp) AS last_seen",
         f"AND e.wallet_address != '' GROUP BY wallet ORDER BY events DESC, wallet LIMIT {limit}",
     )
     series = src.sql(
-        f"{bucket_expr(rng.interval)} AS bucket, countIf({tx}) AS tx_count, "
-        f"countIf({tx} AND has({ok}, lower(e.tx_status))) AS success_count, "
+        f"{bucket_expr(rng.interval)} AS bucket, "
         f"uniqExactIf(cityHash64({wallet}), {wallet} != '') AS unique_wallets",
         "GROUP BY bucket ORDER BY bucket",
+    )
+    tx_series = (
+        f"SELECT bucket, count() AS tx_count, countIf(has({ok}, status)) AS success_count "
+        f"FROM ({txs}) GROUP BY bucket ORDER BY bucket"
     )
     return Compiled(
         {
             "summary": summary,
+            "transactions": transactions,
             "volume": volume,
             "contracts": contracts,
             "wallets": wallets,
             "series": series,
+            "tx_series": tx_series,
         },
         params.values,
     )

@@ -1055,16 +1055,19 @@ class AnalyticsService:
         rng = self._range(ctx, query, query.interval)
         compiled = q.compile_web3(scope=scope, rng=rng, query=query)
         s = self._run(compiled, "summary")[0]
-        tx, ok, bad = int(s["tx_count"]), int(s["success_count"]), int(s["failed_count"])
+        t = self._run(compiled, "transactions")[0]
+        tx, ok, bad = int(t["tx_count"]), int(t["success_count"]), int(t["failed_count"])
         by_bucket = {r["bucket"]: r for r in self._run(compiled, "series")}
+        tx_by_bucket = {r["bucket"]: r for r in self._run(compiled, "tx_series")}
         series = []
         for label in rng.buckets():
             row = by_bucket.get(label)
+            txs = tx_by_bucket.get(label)
             series.append(
                 {
                     "bucket": rng.label_iso(label),
-                    "tx_count": int(row["tx_count"]) if row else 0,
-                    "success_count": int(row["success_count"]) if row else 0,
+                    "tx_count": int(txs["tx_count"]) if txs else 0,
+                    "success_count": int(txs["success_count"]) if txs else 0,
                     "unique_wallets": int(row["unique_wallets"]) if row else 0,
                 }
             )

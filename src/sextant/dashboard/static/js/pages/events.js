@@ -89,7 +89,8 @@ async function renderEvent(main, ctx, eventId) {
   clear(main, loading());
   let e;
   try { e = await stats(ctx, `events/${encodeURIComponent(eventId)}`); } catch (err) { clear(main, notFound(ctx, err, "No such event")); return; }
-  e = e && e.event ? e.event : e;
+  // The API answers the event itself (flat); `e.event` is its name, not a wrapper.
+  if (e && typeof e.event === "object" && e.event !== null) e = e.event;
   const skip = new Set(["properties", "project_id"]);
   const fields = Object.entries(e).filter(([k, v]) => !skip.has(k) && v !== "" && v !== null && v !== 0 && v !== "0");
   let props = e.properties;

@@ -86,6 +86,13 @@ def test_report_pages_render_seeded_data(
     page.get_by_role("button", name="Apply").click()
     expect(page).to_have_url(re.compile(r"from=2020-01-01&to=\d{4}-\d{2}-\d{2}"))
     expect(page.locator(".stat-value").first).to_have_text(re.compile(r"[1-9]"))
+    # A start after the end is refused next to the fields, and the page keeps its range.
+    page.get_by_label("From").fill("2020-01-20")
+    page.get_by_label("To", exact=True).fill("2020-01-10")
+    page.get_by_role("button", name="Apply").click()
+    assert "after the end" in page.get_by_label("From").evaluate("el => el.validationMessage")
+    expect(page).to_have_url(re.compile(r"from=2020-01-01&to="))
+    expect(page.locator(".stat-value").first).to_have_text(re.compile(r"[1-9]"))
 
     # Funnel with four steps.
     steps = quote(json.dumps(["$pageview", "signup", "activated", "purchase"]))
@@ -201,3 +208,31 @@ def test_sign_up_create_project_keys_and_snippet(
     # The browser logs the deliberate 422 (weak password); nothing else may appear.
     unexpected = [m for m in errors.messages if "status of 422" not in m]
     assert unexpected == []
+
+
+@pytest.mark.browser
+def test_charts_label_buckets_in_the_projects_time_zone(
+    browser: Browser, dashboard_server: SextantServer
+) -> None:
+    """A Tokyo project seen from a New York browser: its days are Tokyo's days (a bucket
+    starts at Tokyo midnight, the afternoon before in New York)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    account = dashboard_server.bootstrap(timezone="Asia/Tokyo")
+    response = httpx.post(
+        f"{dashboard_server.url}/api/v1/events",
+        json={"event": "signup", "anonymous_id": "tz-1"},
+        headers={"X-API-Key": account.write_key},
+    )
+    assert response.status_code == 202
+    context = browser.new_context(timezone_id="America/New_York", locale="en-US")
+    try:
+        page = context.new_page()
+        sign_in(page, dashboard_server, account)
+        page.goto(f"{dashboard_server.url}/#/p/{account.project_id}/overview?from=-7d")
+        axis = page.locator(".chart svg text.axis[text-anchor=end]").last
+        today = dt.datetime.now(ZoneInfo("Asia/Tokyo"))
+        expect(axis).to_have_text(f"{today:%b} {today.day}")
+    finally:
+        context.close()

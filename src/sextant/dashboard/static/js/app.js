@@ -1,6 +1,7 @@
 // The dashboard shell: hash router, signed-in state, top bar with org/project switcher.
 import { api, auth, setSignedOutHandler, signOut } from "./api.js";
 import { h, clear, errorBox, loading } from "./util.js";
+import { setChartTimeZone } from "./charts.js";
 import * as authPages from "./pages/auth.js";
 import * as manage from "./pages/manage.js";
 import * as overview from "./pages/overview.js";
@@ -134,6 +135,7 @@ async function route() {
       return;
     }
     ctx.project = project;
+    setChartTimeZone(project.timezone || "UTC");
     ctx.canManage = canManage(project.org_id);
     renderTopbar(project, page);
     const entry = PROJECT_PAGES.find(([pid]) => pid === page);

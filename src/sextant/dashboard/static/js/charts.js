@@ -17,21 +17,38 @@ function niceMax(v) {
   return 10 * p;
 }
 
-function shortLabel(label, interval) {
+// Buckets are days, weeks and hours of the project's time zone (the API labels them so):
+// labelled in that zone, not the browser's, or a Berlin day reads as the day before in
+// New York. `setChartTimeZone` is called when a project is opened.
+let chartZone = "UTC";
+export function setChartTimeZone(tz) {
+  try { new Intl.DateTimeFormat(undefined, { timeZone: tz }); chartZone = tz; } catch { chartZone = "UTC"; }
+}
+
+function manyDays(labels) {
+  return labels.length > 1 && Math.abs(new Date(labels[labels.length - 1]) - new Date(labels[0])) >= 864e5;
+}
+
+function shortLabel(label, interval, spansDays) {
   const d = new Date(label);
   if (Number.isNaN(d.getTime())) return String(label);
+  const timeZone = chartZone;
   if (interval === "minute" || interval === "hour") {
-    return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    const time = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone });
+    return spansDays ? `${d.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone })} ${time}` : time;
   }
-  if (interval === "month") return d.toLocaleDateString(undefined, { month: "short", year: "2-digit" });
-  return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  if (interval === "month") return d.toLocaleDateString(undefined, { month: "short", year: "numeric", timeZone });
+  return d.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone });
 }
 
 function longLabel(label, interval) {
   const d = new Date(label);
   if (Number.isNaN(d.getTime())) return String(label);
-  if (interval === "minute" || interval === "hour") return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  return d.toLocaleDateString(undefined, { dateStyle: "medium" });
+  const timeZone = chartZone;
+  if (interval === "minute" || interval === "hour") return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short", timeZone });
+  if (interval === "week") return `week of ${d.toLocaleDateString(undefined, { dateStyle: "medium", timeZone })}`;
+  if (interval === "month") return d.toLocaleDateString(undefined, { month: "long", year: "numeric", timeZone });
+  return d.toLocaleDateString(undefined, { dateStyle: "medium", timeZone });
 }
 
 /**
@@ -77,11 +94,12 @@ function render(opts, width, wrap) {
     t.textContent = num(v);
     svg.append(t);
   }
-  const ticks = Math.min(n, Math.max(2, Math.floor(iw / 90)));
+  const spansDays = (interval === "minute" || interval === "hour") && manyDays(labels);
+  const ticks = Math.min(n, Math.max(2, Math.floor(iw / (spansDays ? 120 : 90))));
   for (let k = 0; k < ticks; k++) {
     const i = ticks === 1 ? 0 : Math.round((k * (n - 1)) / (ticks - 1));
     const t = s("text", { class: "axis", x: x(i), y: height - 6, "text-anchor": k === 0 ? "start" : k === ticks - 1 ? "end" : "middle" });
-    t.textContent = shortLabel(labels[i], interval);
+    t.textContent = shortLabel(labels[i], interval, spansDays);
     svg.append(t);
   }
   const path = (vals) => vals.map((v, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(v || 0).toFixed(1)}`).join("");

@@ -90,14 +90,18 @@ export function controls(ctx, { compare = true, title, subtitle } = {}) {
     },
   }, PRESETS.map(([v, l]) => h("option", { value: v, selected: v === range.from || (isCustom && v === "custom") }, l)));
   const today = new Date().toISOString().slice(0, 10);
-  const fromInput = h("input", { type: "date", "aria-label": "From", value: isCustom ? range.from.slice(0, 10) : "", max: today });
-  const toInput = h("input", { type: "date", "aria-label": "To", value: isCustom && range.to ? range.to.slice(0, 10) : today, max: today });
+  const fromInput = h("input", { type: "date", "aria-label": "From", value: isCustom ? range.from.slice(0, 10) : "", max: today, oninput: () => fromInput.setCustomValidity("") });
+  const toInput = h("input", { type: "date", "aria-label": "To", value: isCustom && range.to ? range.to.slice(0, 10) : today, max: today, oninput: () => fromInput.setCustomValidity("") });
   const custom = h("form", {
     class: "toolbar", hidden: !isCustom,
     onsubmit: (e) => {
       e.preventDefault();
       if (!fromInput.value) return;
-      ctx.setParams((p) => { p.set("from", fromInput.value); p.set("to", toInput.value || today); p.delete("interval"); });
+      const to = toInput.value || today;
+      // Said here, next to the fields, instead of a failed page (the API answers 400).
+      fromInput.setCustomValidity(fromInput.value > to ? "The start must not be after the end." : "");
+      if (!fromInput.reportValidity()) return;
+      ctx.setParams((p) => { p.set("from", fromInput.value); p.set("to", to); p.delete("interval"); });
     },
   }, fromInput, h("span", { class: "muted" }, "→"), toInput, h("button", { class: "btn secondary small", type: "submit" }, "Apply"));
   const cmp = compare ? h("label", { class: "check" }, h("input", {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -164,7 +165,13 @@ def test_sign_up_create_project_keys_and_snippet(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors = PageErrors(page)
-    page.on("dialog", lambda dialog: dialog.accept())
+    dialogs: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", answer)
     page.goto(dashboard_server.url + "/")
     expect(page).to_have_url(re.compile("#/login"))
     screenshot(page, "sign-in")
@@ -199,6 +206,16 @@ def test_sign_up_create_project_keys_and_snippet(
     expect(page.locator(".secret")).to_contain_text("Rotated")
     page.locator("tr", has_text="Reporting").get_by_role("button", name="Revoke").click()
     expect(page.locator("tr", has_text="Reporting")).to_contain_text("revoked")
+
+    # Lowering retention asks first: older events are deleted for good.
+    expect(page.locator("section.card", has_text="Danger zone")).to_contain_text(
+        "deletes all of its events"
+    )
+    page.fill("#p-retention", "30")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Project saved")).to_be_visible()
+    expect(page.locator("#p-retention")).to_have_value("30")
+    assert any("deleted for good" in message for message in dialogs), dialogs
 
     page.get_by_role("link", name="Overview").click()
     expect(page.locator(".empty")).to_contain_text("No events in this period yet")

@@ -205,8 +205,10 @@ export async function renderProjectSettings(main, ctx, _sub, flash) {
     class: "card",
     onsubmit: async (e) => {
       e.preventDefault();
+      const days = Number(retention.value);
+      if (days < (p.retention_days ?? 365) && !confirm(`Events older than ${days} days will be deleted for good at the next retention pass (within the hour). Keep events for ${days} days?`)) return;
       try {
-        await api(`/api/v1/projects/${p.id}`, { method: "PATCH", body: { name: name.value, timezone: tz.value, retention_days: Number(retention.value) } });
+        await api(`/api/v1/projects/${p.id}`, { method: "PATCH", body: { name: name.value, timezone: tz.value, retention_days: days } });
         toast("Project saved");
         await ctx.reload();
       } catch (err) { formError(settingsForm, err); }
@@ -296,12 +298,15 @@ export async function renderProjectSettings(main, ctx, _sub, flash) {
           : h("p", { class: "muted" }, "No keys yet."),
       manageable ? keyForm : null),
     manageable ? h("section", { class: "card" }, h("h2", {}, "Danger zone"),
-      h("p", { class: "muted small" }, "Deleting the project removes its settings and keys."),
+      h("p", { class: "muted small" }, "Deleting the project deletes all of its events, its settings and its keys. This cannot be undone."),
       h("button", {
         class: "btn danger", type: "button",
-        onclick: async () => {
-          if (prompt(`Type the project name (${p.name}) to delete it.`) !== p.name) return;
-          try { await api(`/api/v1/projects/${p.id}`, { method: "DELETE" }); await ctx.reload(); ctx.go("/"); } catch (err) { toast(err.message, true); }
+        onclick: async (e) => {
+          if (prompt(`This deletes every event of ${p.name}. Type the project name to delete it.`) !== p.name) return;
+          const button = e.currentTarget;
+          button.disabled = true;
+          button.textContent = "Deleting…";
+          try { await api(`/api/v1/projects/${p.id}`, { method: "DELETE" }); await ctx.reload(); ctx.go("/"); } catch (err) { toast(err.message, true); button.disabled = false; button.textContent = "Delete project"; }
         },
       }, "Delete project")) : null);
   clear(main, page);

@@ -78,6 +78,17 @@ def test_report_pages_render_seeded_data(
     page.keyboard.press("Enter")
     expect(page.locator(".chip")).to_contain_text("Referrer is google.com")
 
+    # An event of the Events card opens that event's activity feed, over the same range.
+    page.goto(f"{base}/overview?from=-30d")
+    goal = page.locator("section.card", has_text="Goals and events").locator(
+        ".barlist button.row", has_text="signup"
+    )
+    goal.click()
+    expect(page).to_have_url(re.compile(r"/events\?from=-30d&event=signup"))
+    expect(page.locator("tbody tr").first).to_contain_text("signup")
+    assert set(page.locator("tbody tr td:first-child").all_inner_texts()) == {"signup"}
+    page.goto(f"{base}/overview")
+
     # Date range: presets and a custom range.
     page.get_by_label("Date range").select_option("-7d")
     expect(page).to_have_url(re.compile(r"from=-7d"))

@@ -95,7 +95,16 @@ export async function render(main, ctx) {
     hosts = rowsOf(res).map((r) => r.raw).filter((v) => v && v !== "$other");
   } catch { hosts = []; }
   const external = hosts.length ? [{ property: "referrer_domain", op: "not_in", value: hosts }] : [];
-  const breakdown = async (property, body, { event = "$pageview", extra = [], measure } = {}) => {
+  // An event of the Events card opens the activity feed of that event (over the same range):
+  // as a filter here it would only narrow page views to events that are not page views.
+  const openEvent = (name) => {
+    const p = new URLSearchParams();
+    p.set("from", range.from);
+    if (range.to) p.set("to", range.to);
+    p.set("event", name);
+    ctx.go(`/p/${ctx.project.id}/events`, p);
+  };
+  const breakdown = async (property, body, { event = "$pageview", extra = [], measure, onPick } = {}) => {
     clear(body, loading());
     try {
       const params = rangeParams({ ...range, filters: [...range.filters, ...extra] }, { limit: 10 });
@@ -106,7 +115,7 @@ export async function render(main, ctx) {
         .map((r) => (property === "country" && !r.other ? { ...r, label: countryName(r.raw) } : r));
       clear(body, rows.length
         ? barList(rows.map((r) => (property === "referrer_domain" && r.raw === "" ? { ...r, label: "Direct / none" } : r)), {
-          onClick: (r) => (r.other ? null : addFilter(ctx, property, r.raw)),
+          onClick: (r) => (r.other ? null : onPick ? onPick(r.raw) : addFilter(ctx, property, r.raw)),
           showPrevious: range.compare,
         })
         : h("p", { class: "muted small" }, "Nothing here for this period."));
@@ -123,6 +132,6 @@ export async function render(main, ctx) {
   }, head2("Source", "Visitors"));
   const devices = tabbedCard("Devices", [["browser", "Browser"], ["os", "OS"], ["device_type", "Size"]], (tab, body) => breakdown(tab, body), head2("Name", "Visitors"));
   const countries = tabbedCard("Locations", [["country", "Countries"], ["region", "Regions"], ["city", "Cities"]], (tab, body) => breakdown(tab, body), head2("Location", "Visitors"));
-  const eventsCard = tabbedCard("Events", [["event", "Goals and events"]], (tab, body) => breakdown("event", body, { event: null, measure: "events" }), head2("Event", "Count"));
+  const eventsCard = tabbedCard("Events", [["event", "Goals and events"]], (tab, body) => breakdown("event", body, { event: null, measure: "events", onPick: openEvent }), head2("Event", "Count"));
   clear(lists, h("div", { class: "grid grid-2" }, sources, pages), h("div", { class: "grid grid-2" }, countries, devices), eventsCard);
 }

@@ -121,7 +121,10 @@ async function renderPerson(main, ctx, distinctId) {
         p.events.length ? h("ol", { class: "journey" }, p.events.map((e) => h("li", {},
           h("a", { href: `#/p/${ctx.project.id}/events/event/${encodeURIComponent(e.event_id)}` }, e.event), " ",
           h("span", { class: "muted small" }, describe(e)), h("div", { class: "muted small" }, when(e.timestamp)))))
-          : h("p", { class: "muted" }, "No events.")),
+          : h("p", { class: "muted" }, "No events."),
+        Number(p.total_events) > p.events.length ? h("p", { class: "muted small" },
+          `The latest ${num(p.events.length)} of ${num(p.total_events)} events. `,
+          h("a", { href: `#/p/${ctx.project.id}/events?from=all&distinct_id=${encodeURIComponent(distinctId)}` }, "See them all")) : null),
       h("section", { class: "card" }, h("h2", {}, "Properties"),
         Object.keys(p.traits).length ? h("dl", { class: "kv" }, Object.entries(p.traits).map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]))
           : h("p", { class: "muted small" }, "No traits yet: call identify(userId, traits) to add some.")))));

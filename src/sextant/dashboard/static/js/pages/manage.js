@@ -143,11 +143,11 @@ export async function renderOrg(main, ctx, orgId) {
 
   clear(main, h("div", { class: "page" },
     h("div", { class: "page-head" }, h("div", {}, h("h1", {}, org.org_name), h("p", { class: "muted" }, `Your role: ${org.role}`)),
-      h("a", { class: "btn", href: `#/welcome?org=${orgId}` }, "New project")),
+      manageable ? h("a", { class: "btn", href: `#/welcome?org=${orgId}` }, "New project") : null),
     h("section", { class: "card" }, h("h2", {}, "Projects"),
       projects.length
         ? h("ul", { class: "barlist" }, projects.map((p) => h("li", {}, h("a", { href: `#/p/${p.id}/overview` }, p.name), h("span", { class: "muted small" }, p.timezone))))
-        : empty("No projects yet", "Create one to get a write key and a snippet.", h("a", { class: "btn", href: `#/welcome?org=${orgId}` }, "Create a project"))),
+        : empty("No projects yet", manageable ? "Create one to get a write key and a snippet." : "An owner or admin of this organisation can create one.", manageable ? h("a", { class: "btn", href: `#/welcome?org=${orgId}` }, "Create a project") : null)),
     h("section", { class: "card" }, h("h2", {}, "Members and roles"),
       members === null ? h("p", { class: "muted" }, "You cannot see this organisation's members.") :
         h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Member"), h("th", {}, "Role"), h("th", {}))), h("tbody", {}, memberRows))),

@@ -344,3 +344,28 @@ def test_every_query_carries_time_and_memory_limits(app: Any, dataset: Factory) 
     with pytest.raises(BadRequest) as info:
         tight.execute(d.ctx, TrendsQuery(kind="trends", **RANGE))
     assert info.value.code == "query_too_expensive"
+
+
+def test_integers_beyond_64_bits_in_a_query_are_answered(
+    client: TestClient, read_key: str, project: dict[str, Any]
+) -> None:
+    """Found by fuzzing: the query cache's key could not encode them (500)."""
+    headers = {"X-API-Key": read_key}
+    response = client.post(
+        f"/api/v1/projects/{project['id']}/query",
+        json={
+            "kind": "trends",
+            "filters": [{"property": "tx_value", "op": "gt", "value": 2**70}],
+        },
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    for params, status in (
+        ({"date_from": "-99999y"}, 200),  # since 1970: everything
+        ({"date_from": "0001-01-01"}, 200),
+        ({"date_from": "-7d", "date_to": "9999-12-31"}, 400),
+    ):
+        response = client.get(
+            f"/api/v1/projects/{project['id']}/stats/summary", params=params, headers=headers
+        )
+        assert response.status_code == status, response.text

@@ -75,3 +75,25 @@ def test_bad_input_is_a_400_naming_the_field(date_from: str, tz: str, message: s
     with pytest.raises(BadRequest) as info:
         _r(date_from, tz)
     assert info.value.message.startswith(message)
+
+
+def test_ranges_beyond_the_calendar_are_clamped_or_refused() -> None:
+    """Found by fuzzing: these were 500s (OverflowError), not answers."""
+    # Further back than anything can be: everything since 1970.
+    assert _r("-99999y", "Europe/Berlin")[0] == "1970-01-01T01:00:00+01:00"
+    assert _r("-99999M")[0] == "1970-01-01T00:00:00+00:00"
+    assert _r("1900-01-01")[0] == "1970-01-01T00:00:00+00:00"
+    for date_from, date_to in (
+        ("0001-01-01", None),  # the year 1 in Berlin is before the year 1 in UTC
+        ("-7d", "9999-12-31"),
+        ("-7d", "2300-01-01"),
+    ):
+        with pytest.raises(BadRequest) as err:
+            _r(date_from, "Europe/Berlin", date_to=date_to)
+        assert "date_" in err.value.message
+    # A range starting in 1970 still has a previous period and buckets.
+    rng = resolve(
+        date_from="1970-01-01", date_to="1971-01-01", tz_name="UTC", interval="month", now=NOW
+    )
+    assert rng.previous().end == rng.start
+    assert len(rng.buckets()) == 13

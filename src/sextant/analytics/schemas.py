@@ -88,7 +88,7 @@ COLUMNS = STRING_COLUMNS | NUMBER_COLUMNS | BIGINT_COLUMNS
 
 PROPERTY_PREFIX = "properties."
 _PROPERTY_NAME = re.compile(
-    r"^[A-Za-z_$][A-Za-z0-9_$\-]{0,63}(\.[A-Za-z_$][A-Za-z0-9_$\-]{0,63}){0,3}$"
+    r"[A-Za-z_$][A-Za-z0-9_$\-]{0,63}(\.[A-Za-z_$][A-Za-z0-9_$\-]{0,63}){0,3}\Z"
 )
 
 

@@ -6,6 +6,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -208,9 +209,11 @@ class AnalyticsService:
 
     @staticmethod
     def cache_key(ctx: ProjectContext, query: BaseModel) -> str:
-        body = orjson.dumps(
-            {"tz": ctx.timezone, "q": query.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS
-        )
+        document = {"tz": ctx.timezone, "q": query.model_dump(mode="json")}
+        try:
+            body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer beyond 64 bits (a wei amount in a filter)
+            body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
         digest = hashlib.sha256(body).hexdigest()
         return f"q:{ctx.project_id}:{digest}"
 

@@ -12,7 +12,7 @@ from sextant.analytics.schemas import Interval
 from sextant.core.errors import BadRequest
 
 MAX_BUCKETS = 5000
-_RELATIVE = re.compile(r"^-(\d{1,5})(m|h|d|w|M|y)$")
+_RELATIVE = re.compile(r"-(\d{1,5})(m|h|d|w|M|y)\Z")
 _STEP = {
     "minute": timedelta(minutes=1),
     "hour": timedelta(hours=1),
@@ -172,8 +172,38 @@ def resolve(
     starts at the project's first event.
     """
     tz = zone(tz_name)
+    try:
+        start, end = _resolve(date_from, date_to, tz, now, first_event, default_from)
+    except OverflowError:
+        raise BadRequest(
+            f"date_from/date_to: outside the years {EARLIEST.year} to {LATEST.year - 1}"
+        ) from None
+    if end > LATEST:
+        raise BadRequest(f"date_to: after the year {LATEST.year - 1}")
+    # Nothing is older than 1970 (ingestion refuses it): a longer range asks for everything.
+    start = max(start, EARLIEST)
+    if start >= end:
+        raise BadRequest("date_from: must be before date_to")
+    chosen = interval or default_interval(start, end)
+    return TimeRange(start.astimezone(UTC), end.astimezone(UTC), tz_name, chosen)
+
+
+# The moments a range may span (DateTime64 holds 1900 to 2299; no event is before 1970).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _resolve(
+    date_from: str | None,
+    date_to: str | None,
+    tz: ZoneInfo,
+    now: datetime,
+    first_event: datetime | None,
+    default_from: str,
+) -> tuple[datetime, datetime]:
     local_now = now.astimezone(tz)
     end = _parse_point(date_to, tz, field="date_to", end=True) if date_to else local_now
+    end.astimezone(UTC)  # OverflowError here, not later, for the years 1 and 9999
     text = (date_from or default_from).strip()
     relative = _RELATIVE.match(text)
     if relative:
@@ -181,18 +211,10 @@ def resolve(
         if amount < 1:
             raise BadRequest(f"date_from: {text!r} must go back at least one unit")
         local_end = end.astimezone(tz)
-        if unit == "m":
-            start = end - timedelta(minutes=amount)
-        elif unit == "h":
-            start = end - timedelta(hours=amount)
-        elif unit == "d":
-            start = floor_local(local_end, "day") - timedelta(days=amount - 1)
-        elif unit == "w":
-            start = floor_local(local_end, "day") - timedelta(days=7 * amount - 1)
-        elif unit == "M":
-            start = floor_local(local_end, "day") - timedelta(days=30 * amount - 1)
-        else:
-            start = floor_local(local_end, "day") - timedelta(days=365 * amount - 1)
+        try:
+            start = _back(end, local_end, amount, unit)
+        except OverflowError:
+            start = EARLIEST.astimezone(tz)  # before the year 1: everything there is
         start = _normalise(start.replace(tzinfo=None), tz)
     elif text == "mtd":
         start = floor_local(local_now, "month")
@@ -203,10 +225,18 @@ def resolve(
         start = floor_local(first, "day")
     else:
         start = _parse_point(text, tz, field="date_from", end=False)
-    if start >= end:
-        raise BadRequest("date_from: must be before date_to")
-    chosen = interval or default_interval(start, end)
-    return TimeRange(start.astimezone(UTC), end.astimezone(UTC), tz_name, chosen)
+    start.astimezone(UTC)
+    return start, end
+
+
+def _back(end: datetime, local_end: datetime, amount: int, unit: str) -> datetime:
+    """The start of a relative range (`-7d`: today and the six days before it)."""
+    if unit == "m":
+        return end - timedelta(minutes=amount)
+    if unit == "h":
+        return end - timedelta(hours=amount)
+    days = {"d": 1, "w": 7, "M": 30, "y": 365}[unit] * amount - 1
+    return floor_local(local_end, "day") - timedelta(days=days)
 
 
 def _normalise(naive_local: datetime, tz: ZoneInfo) -> datetime:

@@ -64,9 +64,11 @@ Accepted = tuple[Any, ...]
 # The first byte of a raw JSON value that is an object or null ("{", "n").
 _OBJECT_OR_NULL = (123, 110)
 
-_HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_HEX64 = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_DIGITS = re.compile(r"^[0-9]{1,78}$")
+_HEX40 = re.compile(r"0x[0-9a-fA-F]{40}\Z")
+_HEX64 = re.compile(r"0x[0-9a-fA-F]{64}\Z")
+# `\Z`, not `$`: "$" also matches before a final newline, and "5\n" is no UInt256 (the
+# store refused the whole flush, every retry of it too).
+_DIGITS = re.compile(r"[0-9]{1,78}\Z")
 _HTTP_METHODS = frozenset(
     {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT"}
 )
@@ -213,7 +215,7 @@ def _obj(value: Any, field: str, errors: list[str]) -> dict[str, Any] | None:
 
 def _uint(value: Any, field: str, errors: list[str], limit: int = MAX_UINT64) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit():  # not "²"
             value = int(value)
         else:
             errors.append(f"{field}: must be a non-negative integer")
@@ -242,7 +244,7 @@ def new_message_id() -> str:
 
 
 _UUID = re.compile(
-    r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    r"(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\Z"
 )
 
 
@@ -337,7 +339,7 @@ class Normalizer:
         if kind is None or kind == "":
             errors.append("type: required")
             kind = "track"
-        elif kind not in EVENT_TYPES:
+        elif kind.__class__ is not str or kind not in EVENT_TYPES:  # ({} is unhashable)
             errors.append(
                 f"type: must be one of {', '.join(sorted(EVENT_TYPES))} (got {str(kind)[:40]!r})"
             )

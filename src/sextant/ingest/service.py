@@ -133,7 +133,7 @@ def header_write_key(request: Request) -> str | None:
     if scheme == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # (UnicodeDecodeError, and a non-ASCII header)
             raise Unauthorized("malformed Basic credentials", code="invalid_api_key") from None
         return decoded.partition(":")[0].strip()
     return None

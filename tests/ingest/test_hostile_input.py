@@ -1,0 +1,112 @@
+"""Input found by fuzzing the running server (schemathesis and by hand) that answered 500,
+or was accepted and then failed the whole group commit (503 to every request of the flush,
+and again on every retry), or was stored corrupted. Each is now a clear error for that
+event only, and the rest of its batch is stored."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+GOOD = {"event": "good", "user_id": "fuzz-good"}
+WALLET = "0x52908400098527886e0f7030069857d2e4169ee7"
+TX = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"
+
+# (the event, the field its error names)
+HOSTILE: list[tuple[dict[str, Any], str]] = [
+    ({"type": {}, "user_id": "u1"}, "type"),
+    ({"type": [], "user_id": "u1"}, "type"),
+    ({"event": "p", "user_id": "u1", "web3": {"chain_id": "²"}}, "web3.chain_id"),
+    (
+        {
+            "type": "api",
+            "user_id": "u1",
+            "api": {
+                "method": "GET",
+                "route": "/x",
+                "status": 200,
+                "duration_ms": 1,
+                "request_bytes": "³",
+            },
+        },
+        "api.request_bytes",
+    ),
+    ({"event": "p", "user_id": "u1", "web3": {"value": "5\n"}}, "web3.value"),
+    ({"event": "p", "user_id": "u1", "web3": {"wallet": WALLET + "\n"}}, "web3.wallet"),
+    ({"event": "p", "user_id": "u1", "web3": {"tx_hash": TX + "\n"}}, "web3.tx_hash"),
+]
+
+
+@pytest.mark.parametrize("size", [2, 12])  # the row path and the fast path's batches
+def test_a_hostile_event_is_rejected_alone(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any, size: int
+) -> None:
+    for n, (event, field) in enumerate(HOSTILE):
+        tag = f"h{size}-{n}"
+        batch = [{**GOOD, "message_id": f"{tag}-{i}"} for i in range(size - 1)] + [event]
+        response = client.post(
+            "/api/v1/events",
+            content=orjson.dumps({"batch": batch}),
+            headers={"X-API-Key": write_key},
+        )
+        assert response.status_code == 202, (event, response.text)
+        body = response.json()
+        assert body["accepted"] == size - 1, event
+        (rejected,) = body["rejected"]
+        assert rejected["index"] == size - 1
+        assert rejected["errors"][0].startswith(f"{field}:"), rejected
+        # ... and the rest of the batch is stored (the flush did not fail).
+        assert stored.count(project["id"], f"startsWith(message_id, '{tag}-')") == size - 1
+        single = client.post("/api/v1/events", json=event, headers={"X-API-Key": write_key})
+        assert single.status_code == 400, single.text
+
+
+def test_hostile_segment_messages(client: TestClient, write_key: str, stored: Any) -> None:
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    batch = {
+        "batch": [
+            {"type": [], "userId": "s1", "event": "x"},
+            {"type": "track", "userId": "s1", "event": "ok"},
+        ]
+    }
+    for path in ("/v1/batch", "/v1/b"):
+        response = client.post(path, json=batch, headers=basic)
+        assert response.status_code == 200, response.text
+        assert response.json()["accepted"] == 1
+        assert response.json()["rejected"][0]["index"] == 0
+    response = client.post(
+        "/api/v1/collect",
+        content=orjson.dumps({"write_key": write_key, "type": {}, "anonymous_id": "c1"}),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert response.status_code == 400
+    assert "type:" in response.json()["error"]["message"]
+
+
+def test_non_ascii_basic_credentials_are_a_401(client: TestClient) -> None:
+    response = client.post(
+        "/v1/track",
+        content=b'{"userId": "a", "event": "b"}',
+        headers={"Authorization": "Basic é".encode()},  # as bytes: httpx sends them as they are
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_message_id_like_a_uuid_with_a_newline_is_stored(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    """It is no UUID (the event id is derived from it), so it can't fail the flush."""
+    message_id = "0123456789abcdef0123456789abcdef\n"
+    batch = [{**GOOD, "message_id": message_id}, {**GOOD, "message_id": "uuid-nl-neighbour"}]
+    response = client.post(
+        "/api/v1/events", json={"batch": batch}, headers={"X-API-Key": write_key}
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 2
+    (row,) = stored.events(project["id"], "message_id = '0123456789abcdef0123456789abcdef\\n'")
+    assert str(row["event_id"]).replace("-", "") != "0123456789abcdef0123456789abcdef"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -571,8 +572,13 @@ class Normalizer:
         if properties:
             try:
                 row["properties"] = orjson.dumps(properties).decode()
-            except (TypeError, orjson.JSONEncodeError) as exc:
-                errors.append(f"properties: cannot be stored as JSON ({exc})")
+            except TypeError:  # an integer beyond 64 bits (`decode_json` keeps them whole)
+                try:
+                    row["properties"] = json.dumps(
+                        properties, ensure_ascii=False, separators=(",", ":")
+                    )
+                except (TypeError, ValueError) as exc:
+                    errors.append(f"properties: cannot be stored as JSON ({exc})")
 
         if errors:
             raise InvalidEvent(errors)

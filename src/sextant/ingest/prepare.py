@@ -8,6 +8,9 @@ the batch context), and hand the events to the `Normalizer`.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -35,18 +38,47 @@ Prepared = tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]]]
 PreparedBody = tuple[EventBlock, list[tuple[str, str]], list[dict[str, Any]], bool]
 
 
+# A number of 20 digits or more (after ":", "[" or ","): beyond 64 bits, where orjson
+# would read it as a float and lose digits.
+_LONG_INTEGER = re.compile(rb"[:\[,]\s*-?[0-9]{20}")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number is infinity when parsed as double")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_size(item: dict[str, Any]) -> int:
+    """The bytes of a message as compact JSON (Segment's per-message limit)."""
+    try:
+        return len(orjson.dumps(item))
+    except TypeError:  # an integer beyond 64 bits
+        return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+
+
 def decode_json(body: bytes) -> Any:
-    """Parse a request body; 400 saying where the JSON breaks."""
+    """Parse a request body; 400 saying where the JSON breaks. Integers beyond 64 bits keep
+    every digit (a body with one is read by the standard library's parser)."""
     if not body.strip():
         raise BadRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        if _LONG_INTEGER.search(body) is None:
+            return orjson.loads(body)
+        return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except (orjson.JSONDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             code="invalid_json",
             details=[{"line": exc.lineno, "column": exc.colno, "position": exc.pos}],
         ) from None
+    except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError too) from json.loads
+        raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from None
 
 
 def split_native(payload: Any) -> tuple[list[Any], Any, Any, bool]:
@@ -99,7 +131,7 @@ def prepare_events(
     messages: list[Any] = []
     too_large: list[dict[str, Any]] = []
     for index, item in enumerate(items):
-        if isinstance(item, dict) and len(orjson.dumps(item)) > SEGMENT_MAX_EVENT_BYTES:
+        if isinstance(item, dict) and _json_size(item) > SEGMENT_MAX_EVENT_BYTES:
             too_large.append(
                 {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
             )

@@ -64,12 +64,14 @@ export async function render(main, ctx) {
     const x = keyOf(a, sort); const y = keyOf(b, sort);
     return (x < y ? -1 : x > y ? 1 : 0) * (sort === "route" ? -dir : dir);
   });
+  // The order the rows are in (routes read A to Z by default, numbers largest first).
+  const ascending = (sort === "route" ? -dir : dir) > 0;
   const table = h("section", { class: "card" }, h("h2", {}, "Endpoints"), h("div", { class: "table-wrap" }, h("table", {},
-    h("thead", {}, h("tr", {}, COLUMNS.map(([key, label, numeric]) => h("th", { class: numeric ? "num" : null, "aria-sort": key === sort ? (dir > 0 ? "descending" : "ascending") : null },
+    h("thead", {}, h("tr", {}, COLUMNS.map(([key, label, numeric]) => h("th", { class: numeric ? "num" : null, "aria-sort": key === sort ? (ascending ? "ascending" : "descending") : null },
       h("button", {
         class: "sort", type: "button",
         onclick: () => ctx.setParams((p) => { p.set("dir", key === sort && dir < 0 ? "asc" : "desc"); p.set("sort", key); }),
-      }, label, key === sort ? (dir > 0 ? " ↓" : " ↑") : ""))))),
+      }, label, key === sort ? (ascending ? " ↑" : " ↓") : ""))))),
     h("tbody", {}, sorted.map((e) => h("tr", { class: "clickable", tabindex: 0, title: "Filter by this route",
       onclick: () => addFilter(ctx, "http_route", e.route),
       onkeydown: (ev) => { if (ev.key === "Enter") addFilter(ctx, "http_route", e.route); } },

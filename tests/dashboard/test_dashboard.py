@@ -264,3 +264,38 @@ def test_charts_label_buckets_in_the_projects_time_zone(
         expect(axis).to_have_text(f"{today:%b} {today.day}")
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_a_viewer_sees_settings_without_errors(
+    browser: Browser, dashboard_server: SextantServer
+) -> None:
+    """A viewer may not list keys: the page says so, and asks the server nothing it must
+    refuse (no 403 in the console), and offers no New project."""
+    owner = dashboard_server.bootstrap()
+    url = dashboard_server.url
+    viewer = {"email": "viewer-page@example.com", "password": "read-only-42", "name": "Vi"}
+    assert httpx.post(f"{url}/api/v1/auth/register", json=viewer).status_code == 201
+    added = httpx.post(
+        f"{url}/api/v1/orgs/{owner.org_id}/members",
+        json={"email": viewer["email"], "role": "viewer"},
+        headers={"Authorization": f"Bearer {owner.access_token}"},
+    )
+    assert added.status_code in (200, 201), added.text
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors = PageErrors(page)
+        page.goto(url + "/#/login")
+        page.fill("#email", viewer["email"])
+        page.fill("#password", viewer["password"])
+        page.click("button[type=submit]")
+        expect(page).to_have_url(re.compile(r"#/p/"))
+        page.goto(f"{url}/#/p/{owner.project_id}/settings")
+        expect(page.get_by_text("You cannot see this project's keys.")).to_be_visible()
+        page.goto(f"{url}/#/orgs/{owner.org_id}")
+        expect(page.get_by_text("Your role: viewer")).to_be_visible()
+        expect(page.get_by_role("link", name="New project")).to_have_count(0)
+        assert errors.messages == []
+    finally:
+        context.close()

@@ -160,11 +160,14 @@ export async function renderOrg(main, ctx, orgId) {
 export async function renderProjectSettings(main, ctx, _sub, flash) {
   const p = ctx.project;
   const manageable = ctx.canManage;
-  let keys = [];
-  try {
-    const res = await api(`/api/v1/projects/${p.id}/keys`);
-    keys = Array.isArray(res) ? res : (res && res.items) || [];
-  } catch (e) { keys = null; }
+  let keys = null;  // (a viewer may not list keys: not asked, rather than a 403)
+  const membership = ((ctx.state.me && ctx.state.me.orgs) || []).find((o) => o.org_id === p.org_id);
+  if (!membership || membership.role !== "viewer") {
+    try {
+      const res = await api(`/api/v1/projects/${p.id}/keys`);
+      keys = Array.isArray(res) ? res : (res && res.items) || [];
+    } catch (e) { keys = null; }
+  }
 
   const page = h("div", { class: "page" });
   const known = wkStore.get(p.id);

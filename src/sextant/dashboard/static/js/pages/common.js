@@ -1,6 +1,6 @@
 // Shared report controls: date range (presets + custom), comparison toggle, filter chips.
 import { api } from "../api.js";
-import { h } from "../util.js";
+import { h, num } from "../util.js";
 
 export const PRESETS = [
   ["-24h", "Last 24 hours"],
@@ -138,5 +138,7 @@ export function change(current, previous, changePct, invert = false) {
   const up = pctVal > 0;
   const good = invert ? !up : up;
   if (Math.abs(pctVal) < 0.05) return h("span", { class: "change flat" }, "0%");
-  return h("span", { class: `change ${good ? "up" : "down"}`, title: `previous period: ${prev}` }, `${up ? "↑" : "↓"} ${Math.abs(pctVal).toFixed(1)}%`);
+  // Past ten-fold the percentage says little (38 events before, 81,000 now): the factor.
+  const text = pctVal >= 900 ? `${num(cur / prev)}×` : `${Math.abs(pctVal).toFixed(1)}%`;
+  return h("span", { class: `change ${good ? "up" : "down"}`, title: `previous period: ${prev}` }, `${up ? "↑" : "↓"} ${text}`);
 }

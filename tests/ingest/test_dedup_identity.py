@@ -122,3 +122,72 @@ def test_relinking_an_anonymous_id_keeps_the_latest_person(
     assert client.post("/api/v1/events", json=first, headers=headers).status_code == 202
     assert client.post("/api/v1/events", json=second, headers=headers).status_code == 202
     assert stored.aliases(project["id"]) == {"shared-device": "bob"}
+
+
+def _send(client: TestClient, write_key: str, *events: dict[str, Any]) -> None:
+    for event in events:  # one request each: links of separate flushes
+        response = client.post("/api/v1/events", json=event, headers={"X-API-Key": write_key})
+        assert response.status_code == 202, response.text
+
+
+def _persons(stored: Any, project_id: str, *ids: str) -> set[str]:
+    links = stored.aliases(project_id)
+    return {links.get(i, i) for i in ids}
+
+
+def test_links_are_followed_to_the_person(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    """Reports map an id to its person in one step, so links are kept one step long: a
+    device identified as user-1 follows user-1 when it is aliased to user-2, whichever
+    comes first, in separate requests or in one."""
+    pid = project["id"]
+    # identify, then alias the user: the device follows
+    _send(
+        client,
+        write_key,
+        {"type": "identify", "anonymous_id": "dev-a", "user_id": "chain-u1"},
+        {"type": "alias", "previous_id": "chain-u1", "user_id": "chain-u2"},
+    )
+    # alias first, then identify with the old id: linked to where it leads
+    _send(
+        client,
+        write_key,
+        {"type": "alias", "previous_id": "chain-u3", "user_id": "chain-u4"},
+        {"type": "identify", "anonymous_id": "dev-b", "user_id": "chain-u3"},
+    )
+    # both in one batch
+    batch = [
+        {"type": "identify", "anonymous_id": "dev-c", "user_id": "chain-u5"},
+        {"type": "alias", "previous_id": "chain-u5", "user_id": "chain-u6"},
+    ]
+    _send(client, write_key, {"batch": batch})
+    links = stored.aliases(pid)
+    assert (links["dev-a"], links["chain-u1"]) == ("chain-u2", "chain-u2")
+    assert (links["dev-b"], links["chain-u3"]) == ("chain-u4", "chain-u4")
+    assert (links["dev-c"], links["chain-u5"]) == ("chain-u6", "chain-u6")
+    for person in ("chain-u2", "chain-u4", "chain-u6"):
+        assert person not in links  # every link is one step long
+
+
+def test_a_link_back_is_one_person_not_two(
+    client: TestClient, write_key: str, read_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    """alias u2 -> u3, then u3 -> u2: they are one person already; before, each id pointed
+    at the other and reports counted two people (found by fuzzing)."""
+    pid = project["id"]
+    _send(
+        client,
+        write_key,
+        {"type": "alias", "previous_id": "loop-u2", "user_id": "loop-u3"},
+        {"type": "alias", "previous_id": "loop-u3", "user_id": "loop-u2"},
+    )
+    assert _persons(stored, pid, "loop-u2", "loop-u3") == {"loop-u3"}
+    for distinct_id in ("loop-u2", "loop-u3"):
+        read = client.get(
+            f"/api/v1/projects/{pid}/persons/{distinct_id}",
+            params={"fresh": "true"},
+            headers={"X-API-Key": read_key},
+        )
+        assert read.status_code == 200, read.text
+        assert read.json()["person_id"] == "loop-u3", read.json()

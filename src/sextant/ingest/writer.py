@@ -128,6 +128,22 @@ class WriterStats:
     flush_sizes: list[int] = field(default_factory=list)
 
 
+def _person_of(
+    start: str, linking: str, new: dict[str, tuple[str, int]], stored: dict[str, str]
+) -> str | None:
+    """Where the id `start` leads through the links (this flush's first, then the stored
+    ones); None when it leads back to `linking`, the id being linked."""
+    seen = {linking}
+    current = start
+    while current not in seen:
+        seen.add(current)
+        step = new[current][0] if current in new else stored.get(current)
+        if step is None or step == current:
+            return current
+        current = step
+    return None
+
+
 class Writer:
     """The process's group-commit writer for `events` and `person_aliases`."""
 
@@ -329,6 +345,45 @@ class Writer:
             return
         self._done([item], set(item.block.keys), len(item.block), links)
 
+    def _flatten(self, links: list[tuple[str, str, str, int]]) -> list[tuple[str, str, str, int]]:
+        """Links as reports read them: one step from a distinct id to its person.
+
+        Reports map a distinct id to a person in one step, so every stored link must point
+        at an id that has no link of its own. A new link to an id that is linked already
+        points at that id's person (identify anon -> user-1 after alias user-1 -> user-2:
+        anon -> user-2); ids whose person becomes linked follow it (anon -> user-1, then
+        user-1 -> user-2: anon -> user-2 as well); and a link back to itself (u2 -> u3 while
+        u3 -> u2 is stored) is dropped: the two are one person already.
+        """
+        out: list[tuple[str, str, str, int]] = []
+        by_project: dict[str, dict[str, tuple[str, int]]] = {}
+        for project_id, distinct_id, person_id, updated_ms in links:
+            by_project.setdefault(project_id, {})[distinct_id] = (person_id, updated_ms)
+        for project_id, new in by_project.items():
+            targets = sorted({person for person, _ in new.values()})
+            rows = self.store.query(
+                "SELECT distinct_id, person_id FROM person_aliases FINAL "
+                "WHERE project_id = {p:UUID} AND person_id != '' "
+                "AND (distinct_id IN {t:Array(String)} OR person_id IN {d:Array(String)})",
+                {"p": project_id, "t": targets, "d": sorted(new)},
+            ).rows
+            wanted = set(targets)
+            stored = {str(d): str(person) for d, person in rows if str(d) in wanted}
+            followers = [(str(d), str(person)) for d, person in rows if str(person) in new]
+
+            resolved: dict[str, str] = {}
+            for distinct_id, (person_id, updated_ms) in new.items():
+                person = _person_of(person_id, distinct_id, new, stored)
+                if person is None:
+                    continue  # a link back to itself: one person already
+                resolved[distinct_id] = person
+                out.append((project_id, distinct_id, person, updated_ms))
+            for follower, old_person in followers:
+                person = resolved.get(old_person)
+                if person is not None and follower not in new and person != follower:
+                    out.append((project_id, follower, person, new[old_person][1]))
+        return out
+
     @staticmethod
     def _fail(batch: list[_Pending]) -> None:
         error = ServiceUnavailable(
@@ -363,6 +418,8 @@ class Writer:
     def _insert(self, blocks: list[EventBlock], links: list[tuple[str, str, str, int]]) -> None:
         """Store the links, then the events of `blocks` as one Arrow table."""
         # Aliases first: an event is never visible before the link that names its person.
+        if links:
+            links = self._flatten(links)
         if links:
             data = b"\n".join(
                 orjson.dumps(

@@ -299,3 +299,42 @@ def test_a_viewer_sees_settings_without_errors(
         assert errors.messages == []
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_an_owner_deletes_the_organisation(
+    browser: Browser, dashboard_server: SextantServer
+) -> None:
+    owner = dashboard_server.bootstrap()
+    url = dashboard_server.url
+    name = httpx.get(
+        f"{url}/api/v1/orgs/{owner.org_id}",
+        headers={"Authorization": f"Bearer {owner.access_token}"},
+    ).json()["name"]
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors = PageErrors(page)
+        prompts: list[str] = []
+
+        def answer(dialog: Any) -> None:
+            prompts.append(dialog.message)
+            dialog.accept(name)  # the organisation's name, as the prompt asks
+
+        page.on("dialog", answer)
+        sign_in(page, dashboard_server, owner)
+        page.goto(f"{url}/#/orgs/{owner.org_id}")
+        danger = page.locator("section.card", has_text="Danger zone")
+        expect(danger).to_contain_text("deletes all of its projects")
+        danger.get_by_role("button", name="Delete organisation").click()
+        expect(page).not_to_have_url(re.compile(owner.org_id))
+        assert len(prompts) == 1
+        assert name in prompts[0]
+        gone = httpx.get(
+            f"{url}/api/v1/projects/{owner.project_id}/stats/summary",
+            headers={"X-API-Key": owner.read_key},
+        )
+        assert gone.status_code in (401, 404), gone.text
+        assert errors.messages == []
+    finally:
+        context.close()

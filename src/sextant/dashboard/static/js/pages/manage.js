@@ -152,7 +152,19 @@ export async function renderOrg(main, ctx, orgId) {
       members === null ? h("p", { class: "muted" }, "You cannot see this organisation's members.") :
         h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Member"), h("th", {}, "Role"), h("th", {}))), h("tbody", {}, memberRows))),
       h("dl", { class: "kv small", style: { marginTop: ".75rem" } }, ROLES.map((r) => [h("dt", {}, r), h("dd", {}, ROLE_HELP[r])])),
-      manageable ? addForm : null)));
+      manageable ? addForm : null),
+    org.role === "owner" ? h("section", { class: "card" }, h("h2", {}, "Danger zone"),
+      h("p", { class: "muted small" }, "Deleting the organisation deletes all of its projects, with all of their events and keys, and its memberships. This cannot be undone."),
+      h("button", {
+        class: "btn danger", type: "button",
+        onclick: async (e) => {
+          if (prompt(`This deletes every project and event of ${org.org_name}. Type the organisation name to delete it.`) !== org.org_name) return;
+          const button = e.currentTarget;
+          button.disabled = true;
+          button.textContent = "Deleting…";
+          try { await api(`/api/v1/orgs/${orgId}`, { method: "DELETE" }); await ctx.reload(); ctx.go("/"); } catch (err) { toast(err.message, true); button.disabled = false; button.textContent = "Delete organisation"; }
+        },
+      }, "Delete organisation")) : null));
 }
 
 // --- project settings, keys, snippet ----------------------------------------------------------

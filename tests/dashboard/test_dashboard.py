@@ -338,3 +338,62 @@ def test_an_owner_deletes_the_organisation(
         assert errors.messages == []
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_settings_export_and_erase_a_persons_data(
+    browser: Browser, dashboard_server: SextantServer
+) -> None:
+    """The Data card: a period's events as a file, one person's data as a file, and the
+    person erased (every id linked to them) after a confirmation."""
+    owner = dashboard_server.bootstrap()
+    url = dashboard_server.url
+    batch = [
+        {"event": "browse", "anonymous_id": "gdpr-anon", "message_id": "g-1"},
+        {"type": "identify", "anonymous_id": "gdpr-anon", "user_id": "gdpr-1", "message_id": "g-2"},
+        {"event": "buy", "user_id": "gdpr-1", "message_id": "g-3"},
+        {"event": "browse", "anonymous_id": "someone-else", "message_id": "g-4"},
+    ]
+    sent = httpx.post(
+        f"{url}/api/v1/events", json={"batch": batch}, headers={"X-API-Key": owner.write_key}
+    )
+    assert sent.json()["accepted"] == 4
+    dashboard_server.wait_for_events(owner, expected=4)
+    context = browser.new_context(accept_downloads=True)
+    try:
+        page = context.new_page()
+        errors = PageErrors(page)
+        dialogs: list[str] = []
+
+        def answer(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        page.on("dialog", answer)
+        sign_in(page, dashboard_server, owner)
+        page.goto(f"{url}/#/p/{owner.project_id}/settings")
+        data = page.locator("section.card", has_text="One person's data")
+        data.scroll_into_view_if_needed()
+        screenshot(page, "settings-data")
+        with page.expect_download() as bulk:
+            data.get_by_role("button", name="Download").click()
+        lines = bulk.value.path().read_text().splitlines()
+        assert bulk.value.suggested_filename.endswith("-events.csv")
+        assert len(lines) == 1 + 4  # the header and every event
+        page.fill("#person-id", "gdpr-1")
+        with page.expect_download() as person:
+            data.get_by_role("button", name="Export their data").click()
+        rows = [json.loads(line) for line in person.value.path().read_text().splitlines()]
+        assert {row["message_id"] for row in rows} == {"g-1", "g-2", "g-3"}
+        data.get_by_role("button", name="Delete them").click()
+        expect(page.get_by_text(re.compile(r"Deleted 3 events of"))).to_be_visible()
+        assert any("cannot be undone" in message for message in dialogs)
+        left = httpx.get(
+            f"{url}/api/v1/projects/{owner.project_id}/events",
+            params={"fresh": "true"},
+            headers={"X-API-Key": owner.read_key},
+        ).json()["results"]
+        assert [e["distinct_id"] for e in left] == ["someone-else"]
+        assert errors.messages == []
+    finally:
+        context.close()

@@ -98,6 +98,29 @@ export async function api(path, { method = "GET", body, params, anonymous = fals
   throw new ApiError(401, null);
 }
 
+/** A file from the API (an export), saved by the browser under `filename`. */
+export async function download(path, params, filename) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const tokens = auth.get();
+    const headers = tokens ? { Authorization: "Bearer " + tokens.access_token } : {};
+    const res = await fetch(path + queryString(params), { headers });
+    if (res.status === 401 && attempt === 0 && tokens) {
+      try { await refresh(); continue; } catch { auth.clear(); onSignedOut(); }
+    }
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+    const url = URL.createObjectURL(await res.blob());
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = filename;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    return;
+  }
+  throw new ApiError(401, null);
+}
+
 export async function signIn(email, password) {
   const tokens = await api("/api/v1/auth/login", { method: "POST", body: { email, password }, anonymous: true });
   auth.set(tokens);

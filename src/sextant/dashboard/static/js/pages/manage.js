@@ -1,5 +1,5 @@
 // Organisations, members and roles, projects, project settings, API keys, tracker snippet.
-import { api } from "../api.js";
+import { api, download } from "../api.js";
 import { h, clear, copy, empty, errorBox, formError, loading, toast, when } from "../util.js";
 
 const ROLES = ["owner", "admin", "member", "viewer"];
@@ -167,6 +167,62 @@ export async function renderOrg(main, ctx, orgId) {
       }, "Delete organisation")) : null));
 }
 
+// --- data: bulk export, one person's export and erasure --------------------------------------
+
+function dataCard(p, manageable) {
+  const format = h("select", { id: "export-format", "aria-label": "Export format" },
+    h("option", { value: "csv" }, "CSV"), h("option", { value: "ndjson" }, "NDJSON"));
+  const span = h("select", { id: "export-range", "aria-label": "Export range" },
+    [["-7d", "Last 7 days"], ["-30d", "Last 30 days"], ["-90d", "Last 90 days"], ["all", "Everything"]]
+      .map(([v, l]) => h("option", { value: v, selected: v === "-30d" }, l)));
+  const busy = async (button, label, work) => {
+    button.disabled = true;
+    button.textContent = "Working…";
+    try { await work(); } catch (err) { toast(err.message, true); } finally { button.disabled = false; button.textContent = label; }
+  };
+  const exportForm = h("form", {
+    class: "toolbar",
+    onsubmit: (e) => {
+      e.preventDefault();
+      const button = e.currentTarget.querySelector("button");
+      busy(button, "Download", () => download(`/api/v1/projects/${p.id}/export`, { format: format.value, date_from: span.value },
+        `${p.name.replace(/[^A-Za-z0-9_-]+/g, "-")}-events.${format.value}`));
+    },
+  }, format, span, h("button", { class: "btn secondary small", type: "submit" }, "Download"));
+  const who = h("input", { id: "person-id", placeholder: "A user or anonymous id", required: true });
+  const personForm = h("form", {
+    class: "toolbar", onsubmit: (e) => e.preventDefault(),
+  }, who,
+  h("button", {
+    class: "btn secondary small", type: "button",
+    onclick: (e) => {
+      if (!who.reportValidity()) return;
+      busy(e.currentTarget, "Export their data", () => download(`/api/v1/projects/${p.id}/persons/${encodeURIComponent(who.value.trim())}/export`, { format: "ndjson" },
+        `person-${who.value.trim().replace(/[^A-Za-z0-9_-]+/g, "-")}.ndjson`));
+    },
+  }, "Export their data"),
+  h("button", {
+    class: "btn danger small", type: "button",
+    onclick: (e) => {
+      if (!who.reportValidity()) return;
+      const id = who.value.trim();
+      if (!confirm(`Delete every event of ${id} and of every id linked to them? This cannot be undone.`)) return;
+      busy(e.currentTarget, "Delete them", async () => {
+        const res = await api(`/api/v1/projects/${p.id}/persons/${encodeURIComponent(id)}`, { method: "DELETE" });
+        toast(`Deleted ${res.events_deleted} events of ${res.distinct_ids.join(", ")}`);
+        who.value = "";
+      });
+    },
+  }, "Delete them"));
+  return h("section", { class: "card" }, h("h2", {}, "Data"),
+    h("p", { class: "muted small" }, "All events of a period, with every column, as a file."), exportForm,
+    manageable ? [
+      h("h3", { style: { marginTop: "1rem" } }, "One person's data"),
+      h("p", { class: "muted small" }, "Everything stored about a person (every id linked to them by identify or alias), to hand to them or to erase."),
+      personForm,
+    ] : null);
+}
+
 // --- project settings, keys, snippet ----------------------------------------------------------
 
 export async function renderProjectSettings(main, ctx, _sub, flash) {
@@ -312,6 +368,7 @@ export async function renderProjectSettings(main, ctx, _sub, flash) {
         : keys.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Kind", "Status", "Created", "Last used", "Expires", ""].map((t) => h("th", {}, t)))), h("tbody", {}, keyRows)))
           : h("p", { class: "muted" }, "No keys yet."),
       manageable ? keyForm : null),
+    dataCard(p, manageable),
     manageable ? h("section", { class: "card" }, h("h2", {}, "Danger zone"),
       h("p", { class: "muted small" }, "Deleting the project deletes all of its events, its settings and its keys. This cannot be undone."),
       h("button", {

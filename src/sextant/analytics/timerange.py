@@ -185,7 +185,7 @@ def resolve(
     if start >= end:
         raise BadRequest("date_from: must be before date_to")
     chosen = interval or default_interval(start, end)
-    return TimeRange(start.astimezone(UTC), end.astimezone(UTC), tz_name, chosen)
+    return TimeRange(start, end, tz_name, chosen)
 
 
 # The moments a range may span (DateTime64 holds 1900 to 2299; no event is before 1970).
@@ -203,7 +203,6 @@ def _resolve(
 ) -> tuple[datetime, datetime]:
     local_now = now.astimezone(tz)
     end = _parse_point(date_to, tz, field="date_to", end=True) if date_to else local_now
-    end.astimezone(UTC)  # OverflowError here, not later, for the years 1 and 9999
     text = (date_from or default_from).strip()
     relative = _RELATIVE.match(text)
     if relative:
@@ -225,8 +224,8 @@ def _resolve(
         start = floor_local(first, "day")
     else:
         start = _parse_point(text, tz, field="date_from", end=False)
-    start.astimezone(UTC)
-    return start, end
+    # In UTC: OverflowError here for the years 1 and 9999 of some zones.
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def _back(end: datetime, local_end: datetime, amount: int, unit: str) -> datetime:

@@ -75,6 +75,15 @@ _HTTP_METHODS = frozenset(
 )
 
 
+def compact_json(value: Any) -> bytes:
+    """`value` as compact JSON, integers beyond 64 bits included (orjson refuses them; the
+    standard library writes them whole). ValueError or TypeError when it is no JSON."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class InvalidEvent(Exception):
     """An event failed validation; `errors` name each bad field."""
 
@@ -571,14 +580,9 @@ class Normalizer:
             properties = extra
         if properties:
             try:
-                row["properties"] = orjson.dumps(properties).decode()
-            except TypeError:  # an integer beyond 64 bits (`decode_json` keeps them whole)
-                try:
-                    row["properties"] = json.dumps(
-                        properties, ensure_ascii=False, separators=(",", ":")
-                    )
-                except (TypeError, ValueError) as exc:
-                    errors.append(f"properties: cannot be stored as JSON ({exc})")
+                row["properties"] = compact_json(properties).decode()
+            except (TypeError, ValueError) as exc:
+                errors.append(f"properties: cannot be stored as JSON ({exc})")
 
         if errors:
             raise InvalidEvent(errors)

@@ -23,6 +23,7 @@ from sextant.ingest.normalize import (
     InvalidEvent,
     Normalizer,
     RequestMeta,
+    compact_json,
     from_segment,
     parse_timestamp,
 )
@@ -54,14 +55,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _json_size(item: dict[str, Any]) -> int:
-    """The bytes of a message as compact JSON (Segment's per-message limit)."""
-    try:
-        return len(orjson.dumps(item))
-    except TypeError:  # an integer beyond 64 bits
-        return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
-
-
 def decode_json(body: bytes) -> Any:
     """Parse a request body; 400 saying where the JSON breaks. Integers beyond 64 bits keep
     every digit (a body with one is read by the standard library's parser)."""
@@ -79,6 +72,14 @@ def decode_json(body: bytes) -> Any:
         ) from None
     except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError too) from json.loads
         raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from None
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """`decode_json` for a body that must be a JSON object (Segment's calls)."""
+    payload = decode_json(body)
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object", code="validation_error")
+    return payload
 
 
 def split_native(payload: Any) -> tuple[list[Any], Any, Any, bool]:
@@ -131,7 +132,7 @@ def prepare_events(
     messages: list[Any] = []
     too_large: list[dict[str, Any]] = []
     for index, item in enumerate(items):
-        if isinstance(item, dict) and _json_size(item) > SEGMENT_MAX_EVENT_BYTES:
+        if isinstance(item, dict) and len(compact_json(item)) > SEGMENT_MAX_EVENT_BYTES:
             too_large.append(
                 {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
             )
@@ -202,9 +203,7 @@ def prepare_segment_body(
     typed = decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES)
     if typed is not None:
         return (*prepare_segment_batch(normalizer, typed, body, meta, day, max_batch), False)
-    payload = decode_json(body)
-    if not isinstance(payload, dict):
-        raise BadRequest("the body must be a JSON object", code="validation_error")
+    payload = decode_object(body)
     items = payload.get("batch")
     if not isinstance(items, list):
         raise BadRequest("batch: must be an array of messages", code="validation_error")

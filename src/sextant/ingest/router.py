@@ -8,7 +8,6 @@ user dependencies; each handler resolves the key itself. Write keys are public b
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
@@ -17,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sextant.core.errors import AppError, BadRequest, error_body
 from sextant.core.responses import FastJSONResponse
-from sextant.ingest.prepare import split_native
+from sextant.ingest.prepare import decode_object, split_native
 from sextant.ingest.schemas import IngestAccepted, SegmentAccepted
 from sextant.ingest.service import (
     SEGMENT_MAX_BATCH_BYTES,
@@ -167,13 +166,6 @@ async def _segment_body(request: Request, service: IngestService, kind: str) -> 
     return body
 
 
-def _object(body: bytes) -> dict[str, Any]:
-    payload = decode_json(body)
-    if not isinstance(payload, dict):
-        raise BadRequest("the body must be a JSON object", code="validation_error")
-    return payload
-
-
 async def _segment(request: Request, kind: str) -> Response:
     service = _service(request)
     try:
@@ -191,11 +183,11 @@ async def _segment(request: Request, kind: str) -> Response:
                 try:
                     body_key = body_write_key(body)
                 except ValueError:
-                    body_key = _object(body).get("writeKey")  # 400 saying what is wrong
+                    body_key = decode_object(body).get("writeKey")  # 400 saying what is wrong
                 ctx = service.authenticate(body_key if isinstance(body_key, str) else None)
             outcome = await service.ingest_body(ctx, body, request=request, dialect="segment")
         else:
-            payload = _object(await _segment_body(request, service, kind))
+            payload = decode_object(await _segment_body(request, service, kind))
             if not secret:
                 body_key = payload.get("writeKey")
                 secret = body_key if isinstance(body_key, str) else None
@@ -275,15 +267,11 @@ _FAST_PATHS: dict[str, tuple[Callable[[Request], Awaitable[Response]], _RouteLab
         _RouteLabel("/api/v1/collect"),
     ),
     **{
-        f"/v1/{kind}": (
-            (lambda k: lambda request: _segment(request, k))(kind),
-            _RouteLabel(f"/v1/{kind}"),
-        )
-        for kind in (*_SEGMENT_TYPES, "batch")
-    },
-    **{
         path: ((lambda k: lambda request: _segment(request, k))(kind), _RouteLabel(path))
-        for path, kind in _SEGMENT_ALIASES.items()
+        for path, kind in (
+            *((f"/v1/{kind}", kind) for kind in (*_SEGMENT_TYPES, "batch")),
+            *_SEGMENT_ALIASES.items(),
+        )
     },
 }
 

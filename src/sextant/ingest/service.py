@@ -29,14 +29,13 @@ from sextant.ingest.enrich import TrustedProxies, visitor_user_agent
 from sextant.ingest.normalize import Normalizer, RequestMeta
 from sextant.ingest.pool import NormalizerPool
 from sextant.ingest.prepare import (
+    BODY_PREPARERS,
     SEGMENT_MAX_BATCH_BYTES,
     SEGMENT_MAX_EVENT_BYTES,
     Dialect,
     PreparedBody,
     decode_json,
     prepare_events,
-    prepare_native_body,
-    prepare_segment_body,
 )
 from sextant.ingest.writer import Writer
 from sextant.projects.context import ProjectContext
@@ -250,8 +249,7 @@ class IngestService:
         if self.pool is not None:
             prepared = await self.pool.prepare(body, meta, day, self.max_batch, dialect)
         if prepared is None:
-            prepare = prepare_native_body if dialect == "native" else prepare_segment_body
-            prepared = prepare(self.normalizer, body, meta, day, self.max_batch)
+            prepared = BODY_PREPARERS[dialect](self.normalizer, body, meta, day, self.max_batch)
         block, aliases, rejected, single = prepared
         return await self._store(ctx, block, aliases, rejected, single, received_ms)
 

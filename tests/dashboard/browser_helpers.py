@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Dialog, Page
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
@@ -20,6 +20,21 @@ class PageErrors:
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
             self.messages.append(f"console.error: {message.text}")
+
+
+def answer_dialogs(page: Page, text: str | None = None) -> list[str]:
+    """Accept every dialog of `page` (typing `text` into a prompt); their messages, in order."""
+    messages: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        if text is None:
+            dialog.accept()
+        else:
+            dialog.accept(text)
+
+    page.on("dialog", answer)
+    return messages
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from browser_helpers import PageErrors, screenshot
+from browser_helpers import PageErrors, answer_dialogs, screenshot
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
 
@@ -176,13 +175,7 @@ def test_sign_up_create_project_keys_and_snippet(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors = PageErrors(page)
-    dialogs: list[str] = []
-
-    def answer(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", answer)
+    dialogs = answer_dialogs(page)
     page.goto(dashboard_server.url + "/")
     expect(page).to_have_url(re.compile("#/login"))
     screenshot(page, "sign-in")
@@ -315,13 +308,7 @@ def test_an_owner_deletes_the_organisation(
     try:
         page = context.new_page()
         errors = PageErrors(page)
-        prompts: list[str] = []
-
-        def answer(dialog: Any) -> None:
-            prompts.append(dialog.message)
-            dialog.accept(name)  # the organisation's name, as the prompt asks
-
-        page.on("dialog", answer)
+        prompts = answer_dialogs(page, name)  # the organisation's name, as the prompt asks
         sign_in(page, dashboard_server, owner)
         page.goto(f"{url}/#/orgs/{owner.org_id}")
         danger = page.locator("section.card", has_text="Danger zone")
@@ -363,13 +350,7 @@ def test_settings_export_and_erase_a_persons_data(
     try:
         page = context.new_page()
         errors = PageErrors(page)
-        dialogs: list[str] = []
-
-        def answer(dialog: Any) -> None:
-            dialogs.append(dialog.message)
-            dialog.accept()
-
-        page.on("dialog", answer)
+        dialogs = answer_dialogs(page)
         sign_in(page, dashboard_server, owner)
         page.goto(f"{url}/#/p/{owner.project_id}/settings")
         data = page.locator("section.card", has_text="One person's data")

@@ -24,6 +24,16 @@ from sextant.sdk.testing import SextantServer
 from sextant.sdk.testing import query_store as query_dir
 
 
+def _aliases(server: SextantServer, project_id: str) -> list[list[Any]]:
+    """The stopped server's person links, as [distinct id, person] by distinct id."""
+    return query_dir(
+        server.env["SEXTANT_EVENTS_URL"],
+        "SELECT distinct_id, person_id FROM person_aliases FINAL WHERE project_id = {p:UUID} "
+        "ORDER BY distinct_id",
+        p=project_id,
+    )
+
+
 def test_real_segment_library(tmp_path: Path) -> None:
     from segment.analytics import Client
 
@@ -97,12 +107,7 @@ def test_real_segment_library(tmp_path: Path) -> None:
     assert {r[7] for r in by_type["track"]} == {"order-1", "order-1-gz"}
     identify = by_type["identify"][0]
     assert identify[4] == "GB"
-    aliases = query_dir(
-        events_url,
-        "SELECT distinct_id, person_id FROM person_aliases FINAL WHERE project_id = {p:UUID} "
-        "ORDER BY distinct_id",
-        p=account.project_id,
-    )
+    aliases = _aliases(server, account.project_id)
     assert aliases == [
         ["anon-1", "user-1"],
         ["anon-1-gz", "user-1-gz"],
@@ -170,12 +175,7 @@ def test_real_segment_library_batch_of_many_messages(tmp_path: Path) -> None:
         ]
         assert row[8] == int(stamp.timestamp() * 1000)
         assert orjson.loads(row[9]) == {"revenue": i, "items": [{"sku": f"S{i}"}]}
-    aliases = query_dir(
-        server.env["SEXTANT_EVENTS_URL"],
-        "SELECT distinct_id, person_id FROM person_aliases FINAL WHERE project_id = {p:UUID} "
-        "ORDER BY distinct_id",
-        p=account.project_id,
-    )
+    aliases = _aliases(server, account.project_id)
     assert aliases == [[f"anon-{i}", f"user-{i}"] for i in range(4)]
 
 
@@ -229,11 +229,7 @@ def test_real_rudderstack_library(tmp_path: Path) -> None:
         assert row[:6] == [f"r-{i}", "user-r", "analytics-python", "GB", "iOS", "mobile"]
         assert row[6] == int(stamp.timestamp() * 1000)
         assert orjson.loads(row[7]) == {"step": i}
-    aliases = query_dir(
-        server.env["SEXTANT_EVENTS_URL"],
-        "SELECT distinct_id, person_id FROM person_aliases FINAL WHERE project_id = {p:UUID}",
-        p=account.project_id,
-    )
+    aliases = _aliases(server, account.project_id)
     assert aliases == [["anon-r", "user-r"]]
 
 

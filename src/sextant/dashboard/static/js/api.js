@@ -67,58 +67,57 @@ function queryString(params) {
   return s ? "?" + s : "";
 }
 
-export async function api(path, { method = "GET", body, params, anonymous = false, signal } = {}) {
-  const url = path + queryString(params);
+/**
+ * `fetch` with the signed-in user's token: refreshed ahead of its expiry, and once more
+ * after a 401 before the request is sent again. Answers the response; an error status (a
+ * final 401 signs out) is an ApiError with the body's JSON.
+ */
+async function send(url, { method = "GET", headers = {}, body, anonymous = false, signal } = {}) {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const sent = { ...headers };
     const tokens = auth.get();
     if (!anonymous && tokens) {
       if (tokens.expires_at - Date.now() < 15000 && attempt === 0) {
         try { await refresh(); } catch { /* the request below answers 401 and we sign out */ }
       }
       const fresh = auth.get();
-      if (fresh) headers.Authorization = "Bearer " + fresh.access_token;
+      if (fresh) sent.Authorization = "Bearer " + fresh.access_token;
     }
-    const res = await fetch(url, {
-      method, headers, signal,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    const res = await fetch(url, { method, headers: sent, signal, body });
     if (res.status === 401 && !anonymous && attempt === 0 && auth.get()) {
       try { await refresh(); continue; } catch { auth.clear(); onSignedOut(); }
     }
-    if (res.status === 204) return null;
-    const data = await res.json().catch(() => null);
     if (!res.ok) {
       if (res.status === 401 && !anonymous) { auth.clear(); onSignedOut(); }
-      throw new ApiError(res.status, data);
+      throw new ApiError(res.status, await res.json().catch(() => null));
     }
-    return data;
+    return res;
   }
   throw new ApiError(401, null);
 }
 
+export async function api(path, { method = "GET", body, params, anonymous = false, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await send(path + queryString(params), {
+    method, headers, anonymous, signal,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  return res.json().catch(() => null);
+}
+
 /** A file from the API (an export), saved by the browser under `filename`. */
 export async function download(path, params, filename) {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const tokens = auth.get();
-    const headers = tokens ? { Authorization: "Bearer " + tokens.access_token } : {};
-    const res = await fetch(path + queryString(params), { headers });
-    if (res.status === 401 && attempt === 0 && tokens) {
-      try { await refresh(); continue; } catch { auth.clear(); onSignedOut(); }
-    }
-    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
-    const url = URL.createObjectURL(await res.blob());
-    const link = document.createElement("a");
-    link.href = url;
-    link.download = filename;
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    return;
-  }
-  throw new ApiError(401, null);
+  const res = await send(path + queryString(params));
+  const url = URL.createObjectURL(await res.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 export async function signIn(email, password) {

@@ -155,16 +155,28 @@ export async function renderOrg(main, ctx, orgId) {
       manageable ? addForm : null),
     org.role === "owner" ? h("section", { class: "card" }, h("h2", {}, "Danger zone"),
       h("p", { class: "muted small" }, "Deleting the organisation deletes all of its projects, with all of their events and keys, and its memberships. This cannot be undone."),
-      h("button", {
-        class: "btn danger", type: "button",
-        onclick: async (e) => {
-          if (prompt(`This deletes every project and event of ${org.org_name}. Type the organisation name to delete it.`) !== org.org_name) return;
-          const button = e.currentTarget;
-          button.disabled = true;
-          button.textContent = "Deleting…";
-          try { await api(`/api/v1/orgs/${orgId}`, { method: "DELETE" }); await ctx.reload(); ctx.go("/"); } catch (err) { toast(err.message, true); button.disabled = false; button.textContent = "Delete organisation"; }
-        },
-      }, "Delete organisation")) : null));
+      deleteButton(ctx, "Delete organisation", org.org_name,
+        `This deletes every project and event of ${org.org_name}. Type the organisation name to delete it.`,
+        `/api/v1/orgs/${orgId}`)) : null));
+}
+
+/** Run `work` with `button` disabled and saying `busyText`; a failure is a toast. */
+async function whileBusy(button, busyText, work) {
+  const label = button.textContent;
+  button.disabled = true;
+  button.textContent = busyText;
+  try { await work(); } catch (err) { toast(err.message, true); } finally { button.disabled = false; button.textContent = label; }
+}
+
+/** A danger-zone button: deletes `path` once its owner's `name` is typed, then goes home. */
+function deleteButton(ctx, label, name, question, path) {
+  return h("button", {
+    class: "btn danger", type: "button",
+    onclick: (e) => {
+      if (prompt(question) !== name) return;
+      whileBusy(e.currentTarget, "Deleting…", async () => { await api(path, { method: "DELETE" }); await ctx.reload(); ctx.go("/"); });
+    },
+  }, label);
 }
 
 // --- data: bulk export, one person's export and erasure --------------------------------------
@@ -175,17 +187,12 @@ function dataCard(p, manageable) {
   const span = h("select", { id: "export-range", "aria-label": "Export range" },
     [["-7d", "Last 7 days"], ["-30d", "Last 30 days"], ["-90d", "Last 90 days"], ["all", "Everything"]]
       .map(([v, l]) => h("option", { value: v, selected: v === "-30d" }, l)));
-  const busy = async (button, label, work) => {
-    button.disabled = true;
-    button.textContent = "Working…";
-    try { await work(); } catch (err) { toast(err.message, true); } finally { button.disabled = false; button.textContent = label; }
-  };
   const exportForm = h("form", {
     class: "toolbar",
     onsubmit: (e) => {
       e.preventDefault();
       const button = e.currentTarget.querySelector("button");
-      busy(button, "Download", () => download(`/api/v1/projects/${p.id}/export`, { format: format.value, date_from: span.value },
+      whileBusy(button, "Working…", () => download(`/api/v1/projects/${p.id}/export`, { format: format.value, date_from: span.value },
         `${p.name.replace(/[^A-Za-z0-9_-]+/g, "-")}-events.${format.value}`));
     },
   }, format, span, h("button", { class: "btn secondary small", type: "submit" }, "Download"));
@@ -197,7 +204,7 @@ function dataCard(p, manageable) {
     class: "btn secondary small", type: "button",
     onclick: (e) => {
       if (!who.reportValidity()) return;
-      busy(e.currentTarget, "Export their data", () => download(`/api/v1/projects/${p.id}/persons/${encodeURIComponent(who.value.trim())}/export`, { format: "ndjson" },
+      whileBusy(e.currentTarget, "Working…", () => download(`/api/v1/projects/${p.id}/persons/${encodeURIComponent(who.value.trim())}/export`, { format: "ndjson" },
         `person-${who.value.trim().replace(/[^A-Za-z0-9_-]+/g, "-")}.ndjson`));
     },
   }, "Export their data"),
@@ -207,7 +214,7 @@ function dataCard(p, manageable) {
       if (!who.reportValidity()) return;
       const id = who.value.trim();
       if (!confirm(`Delete every event of ${id} and of every id linked to them? This cannot be undone.`)) return;
-      busy(e.currentTarget, "Delete them", async () => {
+      whileBusy(e.currentTarget, "Working…", async () => {
         const res = await api(`/api/v1/projects/${p.id}/persons/${encodeURIComponent(id)}`, { method: "DELETE" });
         toast(`Deleted ${res.events_deleted} events of ${res.distinct_ids.join(", ")}`);
         who.value = "";
@@ -371,16 +378,9 @@ export async function renderProjectSettings(main, ctx, _sub, flash) {
     dataCard(p, manageable),
     manageable ? h("section", { class: "card" }, h("h2", {}, "Danger zone"),
       h("p", { class: "muted small" }, "Deleting the project deletes all of its events, its settings and its keys. This cannot be undone."),
-      h("button", {
-        class: "btn danger", type: "button",
-        onclick: async (e) => {
-          if (prompt(`This deletes every event of ${p.name}. Type the project name to delete it.`) !== p.name) return;
-          const button = e.currentTarget;
-          button.disabled = true;
-          button.textContent = "Deleting…";
-          try { await api(`/api/v1/projects/${p.id}`, { method: "DELETE" }); await ctx.reload(); ctx.go("/"); } catch (err) { toast(err.message, true); button.disabled = false; button.textContent = "Delete project"; }
-        },
-      }, "Delete project")) : null);
+      deleteButton(ctx, "Delete project", p.name,
+        `This deletes every event of ${p.name}. Type the project name to delete it.`,
+        `/api/v1/projects/${p.id}`)) : null);
   clear(main, page);
   if (flash && flash.key && flash.key.secret) {
     showSecret(flash.key, flash.verb);

@@ -53,6 +53,9 @@ def make_settings(
         "password_hash_memory_kib": 1024,
         # The shared client signs in from one address; lockout tests use their own app.
         "login_max_failures_per_ip": 100_000,
+        # The free-space guard stays on, with a floor a small test machine's disk can keep
+        # (tests/ingest/test_full_disk.py runs it into a full disk on purpose).
+        "ingest_min_free_disk_mb": 16,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

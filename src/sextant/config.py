@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest_rate_limit: str = "2000/second"
     ingest_fsync: bool = False
+    # Ingestion is refused (503 low_disk_space) while the event store's disk has less free
+    # than this, so the engine never meets a full disk; 0 turns the guard off.
+    ingest_min_free_disk_mb: int = Field(default=256, ge=0)
+    disk_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     # Processes that decode and normalise large native and Segment batch bodies (pool.py):
     # -1 = half the CPUs on a machine of 4 or more (none below), 0 = all in the server.
     ingest_workers: int = Field(default=-1, ge=-1, le=64)

@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ class QueryTooExpensive(EventStoreError):
     """The query hit its time or memory limit."""
 
 
+class IncompleteInsert(EventStoreError):
+    """The store did not confirm every row of an insert."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueryResult:
     columns: tuple[str, ...]
@@ -51,6 +56,9 @@ class QueryResult:
 # ClickHouse error codes that mean "the query asked for too much", not "we broke".
 _LIMIT_CODES = {"159", "241", "158", "396", "307"}  # timeout, memory, rows, result, bytes
 _CLIENT_CODES = {"62", "47", "43", "386", "53", "6", "27", "38", "70", "36"}
+
+
+_DDL = re.compile(r"\s*(ALTER|CREATE|DROP|RENAME|EXCHANGE)\b", re.IGNORECASE)
 
 
 def _error_code(exc: Exception) -> str:
@@ -102,6 +110,7 @@ class EventStore:
         self._writes_lock = threading.Lock()
         # A raw chDB handle on the same engine for Arrow inserts (the ingest writer's).
         self._chdb_handle: Any = None
+        self._types: dict[str, dict[str, str]] = {}
         if self.embedded:
             path = chdb_path(url)
             path.mkdir(parents=True, exist_ok=True)
@@ -245,6 +254,8 @@ class EventStore:
         connection: str | None = None,
     ) -> Any:
         """Run DDL or another statement that returns no rows."""
+        if _DDL.match(sql):
+            self._types.clear()  # a column may have changed: read the types again
         client = self._connection(connection) if connection else self._client
         try:
             return client.command(
@@ -338,35 +349,54 @@ class EventStore:
         data: Any,
         *,
         settings: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Insert a pyarrow Table in one block, on the ingest writer's own connection.
+    ) -> int:
+        """Insert a pyarrow Table in one block, on the ingest writer's own connection, and
+        return the rows the store says it wrote; raise unless it wrote all of them.
 
         Only the table's columns are written; the others take their defaults. Embedded, the
-        table goes to the engine as an Arrow IPC stream through chDB's streaming insert on
-        a handle of its own (clickhouse-connect's `insert_arrow` writes every insert to a
-        temporary file first); on a server it is clickhouse-connect's `insert_arrow`.
+        engine reads the Arrow table in place (`INSERT ... SELECT ... FROM Python(...)`, a
+        plain SQL insert on a handle of its own); on a server it is clickhouse-connect's
+        `insert_arrow`, whose summary carries the written rows. chDB's streaming insert
+        (`send_insert`) is not used: it returns normally, with every row counted as written,
+        when the engine failed to write the part (a full disk), and the rows are lost.
         """
         if data.num_rows == 0:
-            return
+            return 0
         try:
             if self.embedded:
-                self._insert_arrow_embedded(table, data, settings or {})
+                written = self._insert_arrow_embedded(table, data, settings or {})
             else:
-                self._writer().insert_arrow(table, data, settings=dict(settings or {}))
+                summary = self._writer().insert_arrow(table, data, settings=dict(settings or {}))
+                written = int(getattr(summary, "written_rows", 0) or 0)
         except Exception as exc:
             raise _wrap(exc) from exc
         finally:
             self._wrote()
+        # Views the table feeds count too (their rows are written by the same insert), so
+        # a complete insert writes at least the rows sent.
+        if written < data.num_rows:
+            raise IncompleteInsert(
+                f"the event store confirmed {written} of {data.num_rows} rows written to "
+                f"{table}; the block is not acknowledged"
+            )
+        return written
 
-    def _insert_arrow_embedded(self, table: str, data: Any, settings: Mapping[str, Any]) -> None:
-        import pyarrow as pa
-
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, data.schema) as stream:
-            stream.write_table(data)
+    def _insert_arrow_embedded(self, table: str, data: Any, settings: Mapping[str, Any]) -> int:
+        types = self._column_types(table)
         columns = ", ".join(f"`{name}`" for name in data.column_names)
+        # Each value cast to its column's type explicitly: a plain INSERT ... SELECT from
+        # the table function converts leniently (a malformed UUID or number becomes zero),
+        # where CAST refuses the block as the streaming formats do.
+        casts = ", ".join(
+            f"CAST(`{name}`, {_setting_literal(types[name])})" for name in data.column_names
+        )
         clause = ", ".join(f"{key} = {_setting_literal(value)}" for key, value in settings.items())
-        statement = f"INSERT INTO {table} ({columns})" + (f" SETTINGS {clause}" if clause else "")
+        # `Python(name)` reads the Arrow table bound to that name in the calling frame.
+        sextant_insert_block = data  # noqa: F841 - read by name by the engine
+        statement = (
+            f"INSERT INTO {table} ({columns}) SELECT {casts} FROM Python(sextant_insert_block)"
+            + (f" SETTINGS {clause}" if clause else "")
+        )
         with self._named_lock:
             handle = self._chdb_handle
             if handle is None:
@@ -377,13 +407,21 @@ class EventStore:
                 # Closed before the interpreter tears down: a chDB handle destroyed during
                 # finalisation aborts the process (a libc++ assertion in the engine).
                 atexit.register(self._close_chdb_handle)
-        inserter = handle.send_insert(statement, "ArrowStream")
-        try:
-            inserter.append(sink.getvalue().to_pybytes())
-        except BaseException:
-            inserter.cancel()
-            raise
-        inserter.finish()
+        result = handle.query(statement)
+        return int(result.rows_written())
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        """The table's column types (read once: the schema changes only at start-up)."""
+        types = self._types.get(table)
+        if types is None:
+            rows = self.query(
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+                "AND table = {t:String}",
+                {"t": table},
+            ).rows
+            types = {str(name): str(kind) for name, kind in rows}
+            self._types[table] = types
+        return types
 
     def _close_chdb_handle(self) -> None:
         with self._named_lock:

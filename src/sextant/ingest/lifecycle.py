@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from sextant.config import Settings
+from sextant.core.diskspace import DiskGuard
 from sextant.core.eventstore import EventStore
 from sextant.ingest.enrich import GeoResolver, IpHasher, TrustedProxies
 from sextant.ingest.normalize import Normalizer
@@ -72,12 +73,22 @@ async def startup(app: FastAPI) -> None:
     # The country database takes a moment to load: once per process, off the event loop.
     geo = await run_in_threadpool(GeoResolver, settings.geoip_city_db)
     await run_in_threadpool(apply_fsync, store, enabled=settings.ingest_fsync)
+    disk = await run_in_threadpool(
+        lambda: DiskGuard(
+            store,
+            min_free_bytes=settings.ingest_min_free_disk_mb * 1_048_576,
+            interval_seconds=settings.disk_check_interval_seconds,
+        )
+    )
+    disk.start()
+    app.state.disk_guard = disk
     writer = Writer(
         store,
         flush_interval_ms=settings.ingest_flush_interval_ms,
         flush_max_events=settings.ingest_flush_max_events,
         min_spacing_ms=settings.ingest_flush_min_spacing_ms,
         buffer_max_events=settings.ingest_buffer_max_events,
+        disk=disk,
     )
     writer.start()
     app.state.ingest_writer = writer
@@ -111,6 +122,9 @@ async def shutdown(app: FastAPI) -> None:
     if writer is not None:
         await writer.close()
         log.info("ingest_writer_stopped", written=writer.stats.written)
+    disk: DiskGuard | None = getattr(app.state, "disk_guard", None)
+    if disk is not None:
+        disk.stop()
     service: IngestService | None = getattr(app.state, "ingest", None)
     if service is not None:
         if service.pool is not None:

@@ -31,7 +31,8 @@ import orjson
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from sextant.core.errors import ServiceUnavailable
+from sextant.core.diskspace import DiskGuard, LowDiskSpace
+from sextant.core.errors import AppError, ServiceUnavailable
 from sextant.core.eventstore import EventStore
 from sextant.ingest.block import EventBlock, build_table
 from sextant.ingest.event import Row, format_ms
@@ -54,6 +55,11 @@ _EVENT_SETTINGS: dict[str, Any] = {
     # ReplacingMergeTree would otherwise sort-and-collapse every block at insert; duplicates
     # are removed in Python before the insert and by FINAL at read time, so skip it (~50%).
     "optimize_on_insert": 0,
+    # An insert returns once its rows are in parts, whatever a server's profile says:
+    # an asynchronous insert that does not wait, or a Distributed table's background
+    # queue, would acknowledge rows that a restart can still lose.
+    "async_insert": 0,
+    "insert_distributed_sync": 1,
 }
 # The (few, small) person links still go as JSONEachRow.
 _ALIAS_SETTINGS: dict[str, Any] = {
@@ -62,6 +68,12 @@ _ALIAS_SETTINGS: dict[str, Any] = {
     "input_format_skip_unknown_fields": 0,
     "date_time_input_format": "basic",
 }
+
+
+class StoreWriteFailed(ServiceUnavailable):
+    """A flush the event store refused or could not confirm: nothing was acknowledged."""
+
+    code = "store_write_failed"
 
 
 @dataclass(slots=True)
@@ -125,6 +137,8 @@ class WriterStats:
     written: int = 0
     duplicates: int = 0
     last_error: str = ""
+    # When flushes started failing (time.time()), None once one succeeds again.
+    failing_since: float | None = None
     flush_sizes: list[int] = field(default_factory=list)
 
 
@@ -156,8 +170,11 @@ class Writer:
         buffer_max_events: int,
         min_spacing_ms: int | None = None,
         recent_ids: int = 500_000,
+        disk: DiskGuard | None = None,
     ) -> None:
         self.store = store
+        # None: no free-space guard (the store's own errors still fail a flush).
+        self.disk = disk
         self.flush_interval = flush_interval_ms / 1000
         # None: flush only on the interval or a full block; a number: as soon as idle.
         self.min_spacing = None if min_spacing_ms is None else min_spacing_ms / 1000
@@ -214,6 +231,8 @@ class Writer:
         """
         if self._closing:
             raise ServiceUnavailable("the server is shutting down; retry shortly", retry_after=2)
+        if self.disk is not None and not self.disk.accepting:
+            raise self.disk.refuse_error()
         now_ms = received_ms if received_ms is not None else int(time.time() * 1000)
         block = (
             rows if isinstance(rows, EventBlock) else EventBlock.from_rows(project_id, rows, now_ms)
@@ -284,7 +303,7 @@ class Writer:
                 await self._flush(batch)
             except Exception as exc:  # a bug here must not stop every later write
                 log.exception("ingest_flush_crashed", error=repr(exc))
-                self._fail(batch)
+                self._fail(batch, exc)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         seen: set[str] = set()
@@ -320,13 +339,15 @@ class Writer:
             FLUSHES.labels("error").inc()
             self.stats.failed_flushes += 1
             self.stats.last_error = str(exc)
+            if self.stats.failing_since is None:
+                self.stats.failing_since = time.time()
             log.error("ingest_flush_failed", events=sum(map(len, blocks)), error=str(exc))
-            if len(batch) > 1:
+            if len(batch) > 1 and not isinstance(exc, LowDiskSpace):
                 # One request's rows must not fail everyone's: store each request on its own.
                 for item in batch:
                     await self._flush_alone(item)
             else:
-                self._fail(batch)
+                self._fail(batch, exc)
             return
         FLUSHES.labels("ok").inc()
         FLUSH_SECONDS.observe(time.perf_counter() - started)
@@ -341,7 +362,7 @@ class Writer:
             )
         except Exception as exc:
             log.error("ingest_request_insert_failed", events=len(item.block), error=str(exc))
-            self._fail([item])
+            self._fail([item], exc)
             return
         self._done([item], set(item.block.keys), len(item.block), links)
 
@@ -385,9 +406,16 @@ class Writer:
         return out
 
     @staticmethod
-    def _fail(batch: list[_Pending]) -> None:
-        error = ServiceUnavailable(
-            "the event store did not accept the events; retry", retry_after=1
+    def _fail(batch: list[_Pending], cause: BaseException) -> None:
+        """Fail the requests of `batch`: none of their events is acknowledged."""
+        error = (
+            cause
+            if isinstance(cause, AppError)
+            else StoreWriteFailed(
+                "the event store did not confirm the events were stored; retry (a retry with "
+                "the same message ids is counted once)",
+                retry_after=1,
+            )
         )
         for item in batch:
             if not item.future.done():
@@ -405,6 +433,7 @@ class Writer:
     ) -> None:
         EVENTS_WRITTEN.inc(written)
         self.stats.flushes += 1
+        self.stats.failing_since = None
         self.stats.written += written
         if len(self.stats.flush_sizes) < 10_000:
             self.stats.flush_sizes.append(written)
@@ -416,7 +445,10 @@ class Writer:
                 item.future.set_result(None)
 
     def _insert(self, blocks: list[EventBlock], links: list[tuple[str, str, str, int]]) -> None:
-        """Store the links, then the events of `blocks` as one Arrow table."""
+        """Store the links, then the events of `blocks` as one Arrow table; raise unless
+        the store confirms every event (`EventStore.insert_arrow` checks the count)."""
+        if self.disk is not None:
+            self.disk.check_before_write()
         # Aliases first: an event is never visible before the link that names its person.
         if links:
             links = self._flatten(links)

@@ -24,9 +24,13 @@ def health() -> Health:
     responses={503: {"description": "At least one store is down; `details` says which."}},
 )
 def ready(request: Request) -> Readiness:
-    """Readiness: the control-plane database, the event store and Redis (if configured)."""
+    """Readiness: the control-plane database, the event store and Redis (if configured).
+
+    `degraded` (still 200): the event store answers but its disk is low or read-only, so
+    ingestion is refused while reads are served.
+    """
     checks = service.check_stores(request.app.state)
-    down = [c for c in checks if c.status != "ok"]
+    down = [c for c in checks if c.status == "down"]
     if down:
         names = ", ".join(c.name for c in down)
         raise ServiceUnavailable(
@@ -35,7 +39,12 @@ def ready(request: Request) -> Readiness:
             code="not_ready",
             retry_after=5,
         )
-    return Readiness(status="ok", checks=checks)
+    degraded = any(c.status == "degraded" for c in checks)
+    return Readiness(
+        status="degraded" if degraded else "ok",
+        checks=checks,
+        event_store_disk=service.disk_reading(request.app.state),
+    )
 
 
 @router.get("/metrics", response_class=Response)

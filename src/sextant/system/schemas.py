@@ -12,13 +12,29 @@ class Health(BaseModel):
     version: str
 
 
+class DiskReading(BaseModel):
+    """The event store's disk, as the free-space guard last read it."""
+
+    path: str
+    free_bytes: int
+    total_bytes: int
+    min_free_bytes: int
+    read_only: bool
+    accepting_events: bool
+
+
 class StoreCheck(BaseModel):
     name: str
-    status: Literal["ok", "down"]
+    # degraded: the store answers, but ingestion is refused (its disk is low or read-only)
+    status: Literal["ok", "degraded", "down"]
     backend: str
     error: str | None = None
 
 
 class Readiness(BaseModel):
-    status: Literal["ok"]
+    # degraded: reads are served, ingestion is refused (503 low_disk_space); still ready,
+    # so a load balancer keeps sending the reads
+    status: Literal["ok", "degraded"]
     checks: list[StoreCheck]
+    # The event store's disk (None where it cannot be read)
+    event_store_disk: DiskReading | None = None

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
+import httpx
 import orjson
 from fastapi.testclient import TestClient
 
@@ -14,6 +18,7 @@ from sextant.analytics.rollups import RollupBuilder
 from sextant.governance import queries
 from sextant.governance.service import apply_retention
 from sextant.ingest.event import ALIAS_COLUMNS
+from sextant.sdk.testing import SextantServer
 
 
 def send(client: TestClient, write_key: str, events: list[dict[str, Any]]) -> None:
@@ -373,3 +378,53 @@ def test_exported_timestamps_are_explicit_utc(
     assert row["timestamp"] == "2026-07-01T10:30:00.250Z"
     text = client.get(f"/api/v1/projects/{project['id']}/export?format=csv", headers=headers).text
     assert next(csv.DictReader(io.StringIO(text)))["timestamp"] == "2026-07-01T10:30:00.250Z"
+
+
+# Ids ingestion accepts that a header or a path cannot hold as they are.
+AWKWARD_IDS = [
+    "zoë-ü-数字",
+    'quo"te',
+    "line\r\nbreak",
+    "nul\x00byte",
+    "slash/and\\back",
+    "semi;colon%20pct",
+    "ends/export",
+]
+
+
+def test_every_id_ingestion_accepts_can_be_exported_and_erased(tmp_path: Path) -> None:
+    """Against a real server (the test client decodes a path twice): a header with a line
+    break in it made the server drop the connection."""
+    with SextantServer(tmp_path / "server") as server:
+        account = server.bootstrap()
+        with httpx.Client(base_url=server.url, timeout=30.0) as http:
+            sent = http.post(
+                "/api/v1/events",
+                headers={"X-API-Key": account.write_key},
+                json={"batch": [{"event": "signup", "user_id": i} for i in AWKWARD_IDS]},
+            )
+            assert sent.status_code == 202, sent.text
+            assert sent.json()["rejected"] == []
+            base = f"/api/v1/projects/{account.project_id}/persons/"
+            for distinct_id in AWKWARD_IDS:
+                path = base + quote(distinct_id, safe="")
+                exported = http.get(
+                    path + "/export", params={"format": "csv"}, headers=account.headers
+                )
+                assert exported.status_code == 200, (distinct_id, exported.text)
+                rows = list(csv.DictReader(io.StringIO(exported.text)))
+                assert [row["distinct_id"] for row in rows] == [distinct_id]
+                header = exported.headers["content-disposition"]
+                match = re.fullmatch(r'attachment; filename="([ -~]*)"; filename\*=(.*)', header)
+                assert match is not None, header
+                assert '"' not in match.group(1)
+                charset, _, encoded = match.group(2).partition("''")
+                assert charset == "UTF-8"
+                expected = re.sub(r"[\x00-\x1f/\\]", "_", distinct_id)
+                assert unquote(encoded) == f"person-{expected}.csv"
+
+                erased = http.delete(path, headers=account.headers)
+                assert erased.status_code == 200, (distinct_id, erased.text)
+                assert erased.json()["distinct_ids"] == [distinct_id]
+                gone = http.get(path + "/export", headers=account.headers)
+                assert gone.status_code == 404, (distinct_id, gone.text)

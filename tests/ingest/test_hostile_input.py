@@ -193,3 +193,127 @@ def json_bytes(body: Any) -> bytes:
     import json
 
     return json.dumps(body).encode()  # (orjson can't write integers beyond 64 bits)
+
+
+def _nested(depth: int) -> str:
+    """JSON text of an object nested `depth` levels deep."""
+    return '{"a":' * (depth - 1) + '{"leaf":1}' + "}" * (depth - 1)
+
+
+def _good_json(tag: str, n: int, segment: bool = False) -> list[str]:
+    user = "userId" if segment else "user_id"
+    extra = '"type":"track",' if segment else ""
+    return [
+        f'{{{extra}"event":"good","{user}":"deep-good","message_id":"{tag}-{i}",'
+        f'"messageId":"{tag}-{i}"}}'
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("depth", [40, 300, 1000, 1100, 5000])
+@pytest.mark.parametrize("size", [3, 12])  # the row path and the fast paths' batches
+def test_an_event_nested_too_deeply_is_rejected_alone_on_every_path(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any, depth: int, size: int
+) -> None:
+    deep = _nested(depth)
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    paths: list[tuple[str, dict[str, str], bool, str]] = [
+        ("/api/v1/events", {"X-API-Key": write_key}, False, "n"),
+        ("/v1/batch", auth, True, "s"),
+        ("/api/v1/collect", {"Content-Type": "text/plain"}, False, "c"),
+    ]
+    for path, headers, segment, letter in paths:
+        tag = f"deep-{letter}{depth}-{size}"
+        user = "userId" if segment else "user_id"
+        extra = '"type":"track",' if segment else ""
+        bad = f'{{{extra}"event":"deep","{user}":"deep-bad","properties":{deep}}}'
+        events = _good_json(tag, size - 1, segment)
+        events.insert(1, bad)
+        key = f'"write_key":"{write_key}",' if path.endswith("collect") else ""
+        body = "{" + key + '"batch":[' + ",".join(events) + "]}"
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code in (200, 202), (path, response.text)
+        answer = response.json()
+        assert answer["accepted"] == size - 1, (path, answer)
+        (rejected,) = answer["rejected"]
+        assert rejected["index"] == 1
+        assert "nested" in rejected["errors"][0], rejected
+        assert stored.count(project["id"], "message_id LIKE {t:String}", t=f"{tag}-%") == size - 1
+
+
+@pytest.mark.parametrize("depth", [40, 1000, 5000])
+def test_a_single_event_nested_too_deeply_is_a_clear_400(
+    client: TestClient, write_key: str, depth: int
+) -> None:
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    for path, headers, user in (
+        ("/api/v1/events", {"X-API-Key": write_key}, "user_id"),
+        ("/v1/track", auth, "userId"),
+    ):
+        body = f'{{"event":"deep","{user}":"u","properties":{_nested(depth)}}}'
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert "nested" in response.json()["error"]["message"]
+
+
+def test_properties_nested_as_deep_as_the_limit_are_stored(
+    client: TestClient, write_key: str, project: dict[str, Any], stored: Any
+) -> None:
+    from sextant.ingest.normalize import MAX_DEPTH
+
+    body = (
+        '{"event":"deep-ok","user_id":"u","message_id":"deep-ok-1","properties":'
+        + _nested(MAX_DEPTH)
+        + "}"
+    )
+    response = client.post("/api/v1/events", content=body, headers={"X-API-Key": write_key})
+    assert response.status_code == 202, response.text
+    (row,) = stored.events(project["id"], "message_id = 'deep-ok-1'")
+    assert row["properties"] == _nested(MAX_DEPTH)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=x"],
+)
+def test_ingestion_refuses_bodies_that_are_not_declared_as_json(
+    client: TestClient, write_key: str, content_type: str
+) -> None:
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    body = orjson.dumps({"event": "ct", "user_id": "u", "userId": "u", "write_key": write_key})
+    for path, headers in (
+        ("/api/v1/events", {"X-API-Key": write_key}),
+        ("/api/v1/collect", {}),
+        ("/v1/track", auth),
+        ("/v1/batch", auth),
+    ):
+        response = client.post(
+            path, content=body, headers={**headers, "Content-Type": content_type}
+        )
+        assert response.status_code == 415, (path, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert "application/json" in error["message"]
+        assert response.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain;charset=UTF-8",
+        "application/vnd.sextant+json",
+    ],
+)
+def test_ingestion_accepts_json_and_beacon_text(
+    client: TestClient, write_key: str, content_type: str | None
+) -> None:
+    headers = {"X-API-Key": write_key}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post(
+        "/api/v1/events", content=orjson.dumps({"event": "ct", "user_id": "u"}), headers=headers
+    )
+    assert response.status_code == 202, response.text

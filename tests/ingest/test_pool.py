@@ -366,3 +366,30 @@ def test_a_worker_stores_segment_batches_as_the_server_does(
     )
     assert next(r for r in from_pool if r["message_id"] == "3-s3")["locale"] == "fr-FR"
     assert stored.aliases(in_pool["project_id"]) == {"anon-1": "u-1", "old-1": "u-1"}
+
+
+def test_a_worker_rejects_an_event_nested_too_deeply_as_the_server_does(
+    make_client: Any, bootstrap: Any, stored: Any
+) -> None:
+    pooled = make_client(ingest_workers=1, ingest_worker_min_bytes=0)
+    local = make_client(ingest_workers=0)
+    in_pool, in_server = bootstrap(pooled), bootstrap(local)
+    pool = _wait_ready(pooled, {"X-API-Key": in_pool["write_key"]})
+    before = pool.prepared
+    for depth in (1000, 5000):
+        deep = '{"a":' * depth + "1" + "}" * depth
+        events = [
+            f'{{"event":"ok","anonymous_id":"a","message_id":"d{depth}-{i}"}}' for i in range(11)
+        ]
+        events.insert(4, f'{{"event":"deep","anonymous_id":"a","properties":{deep}}}')
+        body = ('{"batch":[' + ",".join(events) + "]}").encode()
+        answers = [
+            client.post("/api/v1/events", content=body, headers={"X-API-Key": a["write_key"]})
+            for client, a in ((pooled, in_pool), (local, in_server))
+        ]
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].json() == answers[1].json()
+        assert answers[0].json()["accepted"] == 11
+        assert [r["index"] for r in answers[0].json()["rejected"]] == [4]
+    assert pool.prepared == before + 2
+    assert stored.count(in_pool["project_id"]) == stored.count(in_server["project_id"]) == 22

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from sextant.accounts.permissions import Permission, can
 from sextant.analytics.timerange import resolve as resolve_range
+from sextant.core.convertors import register as register_convertors
 from sextant.core.deps import EventStoreDep
 from sextant.core.errors import Forbidden
 from sextant.governance import service
@@ -18,6 +21,7 @@ from sextant.governance.service import MEDIA_TYPES, ExportFormat
 from sextant.projects.context import ProjectContext
 from sextant.projects.dependencies import ProjectReadDep
 
+register_convertors()  # `any_text`: any distinct id ingestion accepts, "/" and newlines too
 router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["governance"])
 
 
@@ -41,10 +45,24 @@ FormatQuery = Annotated[ExportFormat, Query(description="`ndjson` (default) or `
 
 
 def _attachment(name: str, fmt: ExportFormat) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}.{fmt.value}"'}
+    """`Content-Disposition` for a download named after `name`, whatever it holds (RFC 6266):
+    `filename*` carries it in UTF-8, percent-encoded; `filename` an ASCII stand-in for old
+    clients. Control characters and path separators become `_` in both (no file name may
+    hold them, and CR/LF would break the header)."""
+    safe = "".join(
+        "_" if unicodedata.category(char) == "Cc" or char in "/\\" else char for char in name
+    )
+    fallback = "".join(char if " " <= char <= "~" and char not in '"%;' else "_" for char in safe)
+    filename = f"{safe}.{fmt.value}"
+    return {
+        "Content-Disposition": (
+            f'attachment; filename="{fallback}.{fmt.value}"; '
+            f"filename*=UTF-8''{quote(filename, safe='')}"
+        )
+    }
 
 
-@router.delete("/persons/{distinct_id}", response_model=PersonDeletionRead)
+@router.delete("/persons/{distinct_id:any_text}", response_model=PersonDeletionRead)
 def delete_person(
     distinct_id: str, context: DataAdminDep, store: EventStoreDep
 ) -> PersonDeletionRead:
@@ -59,7 +77,7 @@ def delete_person(
     )
 
 
-@router.get("/persons/{distinct_id}/export", response_class=StreamingResponse)
+@router.get("/persons/{distinct_id:any_text}/export", response_class=StreamingResponse)
 def export_person(
     distinct_id: str,
     context: DataAdminDep,

@@ -81,7 +81,38 @@ def compact_json(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        except RecursionError:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+
+
+# How deep an event's properties (an identify's traits included) may nest: far beyond any
+# real event, well within what the parsers and encoders handle (orjson: 255 levels).
+MAX_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def nesting_depth(encoded: bytes) -> int:
+    """How deep the JSON text `encoded` nests (an object or array is one level), read
+    without building it (nothing recurses, whatever the depth)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub(b'""', encoded)):
+        if match.group() in (b"{", b"["):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def too_deep(encoded: bytes) -> bool:
+    """Whether the JSON text `encoded` nests deeper than `MAX_DEPTH` (cheap for the usual
+    text: one that opens fewer objects and arrays than the limit cannot be deeper)."""
+    return encoded.count(b"{") + encoded.count(b"[") > MAX_DEPTH and (
+        nesting_depth(encoded) > MAX_DEPTH
+    )
 
 
 class InvalidEvent(Exception):
@@ -580,9 +611,16 @@ class Normalizer:
             properties = extra
         if properties:
             try:
-                row["properties"] = compact_json(properties).decode()
+                encoded = compact_json(properties)
             except (TypeError, ValueError) as exc:
                 errors.append(f"properties: cannot be stored as JSON ({exc})")
+            else:
+                if too_deep(encoded):
+                    errors.append(
+                        f"properties: nested deeper than {MAX_DEPTH} levels (traits of an "
+                        "identify count as one level more)"
+                    )
+                row["properties"] = encoded.decode()
 
         if errors:
             raise InvalidEvent(errors)
@@ -772,9 +810,14 @@ class Normalizer:
                             title = title or _text(properties.get("title"), 1024)
                             path = path or _text(properties.get("path"), 2048)
                         try:
-                            encoded: str | bytes = dumps(properties)
+                            text = dumps(properties)
                         except (TypeError, orjson.JSONEncodeError):
+                            text = b""
                             kind = None
+                        # Maybe nested too deeply: `native` measures it and says so.
+                        if text.count(b"{") + text.count(b"[") > MAX_DEPTH:
+                            kind = None
+                        encoded: str | bytes = text
                     else:
                         encoded = ""
                 if kind is not None:
@@ -869,6 +912,9 @@ class Normalizer:
                 encoded = b""
             elif len(encoded) < 8 and encoded.translate(None, b" \t\r\n") == b"{}":
                 encoded = b""
+            elif encoded.count(b"{") + encoded.count(b"[") > MAX_DEPTH:
+                add_other(position)  # maybe nested too deeply: `native` measures it
+                continue
             if (
                 not (user_id or anonymous_id)
                 or (encoded and kind != "track")  # Segment puts a page call's fields there

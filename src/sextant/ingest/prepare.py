@@ -14,12 +14,14 @@ import re
 from dataclasses import replace
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 
 from sextant.core.errors import BadRequest
 from sextant.ingest.block import EventBlock
 from sextant.ingest.normalize import (
     FAST_PATH_MIN_EVENTS,
+    MAX_DEPTH,
     InvalidEvent,
     Normalizer,
     RequestMeta,
@@ -55,6 +57,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class NestedTooDeep(BadRequest):
+    """A body nested deeper than the JSON parser goes (orjson: 1,024 levels)."""
+
+    code = "nesting_too_deep"
+
+
+_TOO_DEEP = f"nested too deeply to parse (events' properties may nest at most {MAX_DEPTH} levels)"
+
+
 def decode_json(body: bytes) -> Any:
     """Parse a request body; 400 saying where the JSON breaks. Integers beyond 64 bits keep
     every digit (a body with one is read by the standard library's parser)."""
@@ -65,13 +76,79 @@ def decode_json(body: bytes) -> Any:
             return orjson.loads(body)
         return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except (orjson.JSONDecodeError, json.JSONDecodeError) as exc:
+        if "depth" in exc.msg or "recursion" in exc.msg.lower():
+            raise NestedTooDeep(
+                f"JSON {_TOO_DEEP} at line {exc.lineno}, column {exc.colno}"
+            ) from None
         raise BadRequest(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             code="invalid_json",
             details=[{"line": exc.lineno, "column": exc.colno, "position": exc.pos}],
         ) from None
-    except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError too) from json.loads
+    except RecursionError:  # the standard library's parser
+        raise NestedTooDeep(f"JSON {_TOO_DEEP}") from None
+    except ValueError as exc:  # (UnicodeDecodeError too) from json.loads
         raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from None
+
+
+_OPENING = np.frombuffer(b"{[", np.uint8)
+_CLOSING = np.frombuffer(b"}]", np.uint8)
+_BATCH_KEY = re.compile(rb'"batch"\s*:\s*\[')
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def split_batch(body: bytes) -> tuple[bytes, list[bytes]] | None:
+    """Cut a body `{"batch": [...], ...}` into the body with an empty batch and the JSON
+    text of each of its events, without parsing (nothing recurses): for a body nested too
+    deeply for the parser, so that only its events nested too deeply are refused. None when
+    the body is not such an object."""
+    # Strings blanked to their length: positions stay the body's, no bracket in a string.
+    blank = _JSON_STRING.sub(lambda m: b'"' + b"_" * (len(m.group()) - 2) + b'"', body)
+    if not blank.lstrip().startswith(b"{"):
+        return None
+    chars = np.frombuffer(blank, np.uint8)
+    steps = np.isin(chars, _OPENING).astype(np.int32) - np.isin(chars, _CLOSING)
+    level = np.cumsum(steps)  # the depth after each character
+    for key in _BATCH_KEY.finditer(body):
+        at = key.start()
+        if blank[at + 1 : at + 6] != b"_____" or level[at] != 1:
+            continue  # inside a string, or a key of something nested
+        start = key.end() - 1
+        inside = level[start:] <= 1
+        if not inside.any():
+            return None  # the array never closes: let the parser say where
+        end = start + int(np.argmax(inside))
+        commas = (chars[start:end] == ord(",")) & (level[start:end] == 2)
+        cuts = [start, *(start + np.flatnonzero(commas)).tolist()]
+        events = [body[a + 1 : b] for a, b in zip(cuts, [*cuts[1:], end], strict=True)]
+        if len(events) == 1 and not events[0].strip():
+            events = []
+        return body[: start + 1] + body[end:], events
+    return None
+
+
+def decode_events(body: bytes) -> tuple[Any, list[dict[str, Any]]]:
+    """`decode_json` for a native or Segment body, except that a batch nested too deeply
+    for the parser is decoded event by event: (payload, the events refused by index). The
+    batch then holds None where an event was refused."""
+    try:
+        return decode_json(body), []
+    except NestedTooDeep:
+        split = split_batch(body)
+        if split is None:
+            raise
+    rest, texts = split
+    payload = decode_json(rest)  # (another member nested too deeply: the whole body is)
+    events: list[Any] = []
+    refused: list[dict[str, Any]] = []
+    for index, text in enumerate(texts):
+        try:
+            events.append(decode_json(text))
+        except BadRequest as exc:
+            refused.append({"index": index, "errors": [f"event: {exc.message}"]})
+            events.append(None)
+    payload["batch"] = events
+    return payload, refused
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
@@ -115,8 +192,10 @@ def prepare_events(
     segment_type: str | None = None,
     sent_at: Any = None,
     batch_context: Any = None,
+    refused: list[dict[str, Any]] | tuple[()] = (),
 ) -> Prepared:
-    """Validate every item: (the accepted block, person links, rejections by index)."""
+    """Validate every item: (the accepted block, person links, rejections by index).
+    `refused`: items refused already (`decode_events`), by index."""
     if len(items) > max_batch:
         raise BadRequest(
             f"batch: at most {max_batch} events per request (got {len(items)})",
@@ -125,27 +204,42 @@ def prepare_events(
     meta = with_sent_at(meta, sent_at)
     if batch_context is not None and not isinstance(batch_context, dict):
         raise BadRequest("context: must be an object", code="validation_error")
-    if dialect != "segment":
+    if dialect != "segment" and not refused:
         return normalizer.block(items, meta, batch_context=batch_context, day=day)
-    # Segment's own per-message limit first, then its camelCase names to ours.
-    positions: list[int] = []
-    messages: list[Any] = []
-    too_large: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        if isinstance(item, dict) and len(compact_json(item)) > SEGMENT_MAX_EVENT_BYTES:
-            too_large.append(
-                {"index": index, "errors": ["event: larger than 32 KB (Segment's limit)"]}
-            )
-            continue
-        positions.append(index)
-        messages.append(from_segment(item, segment_type))
-    block, aliases, rejected = normalizer.block(
-        messages, meta, batch_context=batch_context, day=day
-    )
+    # What is refused already (by index) is left out; the rest keeps its index.
+    early = list(refused)
+    positions: list[int] = list(range(len(items)))
+    if early:
+        skip = {entry["index"] for entry in early}
+        positions = [index for index in positions if index not in skip]
+        items = [items[index] for index in positions]
+    if dialect == "segment":
+        # Segment's own per-message limit first, then its camelCase names to ours.
+        kept: list[int] = []
+        messages: list[Any] = []
+        for index, item in zip(positions, items, strict=True):
+            error = _segment_size_error(item)
+            if error:
+                early.append({"index": index, "errors": [error]})
+                continue
+            kept.append(index)
+            messages.append(from_segment(item, segment_type))
+        positions, items = kept, messages
+    block, aliases, rejected = normalizer.block(items, meta, batch_context=batch_context, day=day)
     for entry in rejected:
         entry["index"] = positions[entry["index"]]
-    rejected = sorted(too_large + rejected, key=lambda entry: int(entry["index"]))
+    rejected = sorted(early + rejected, key=lambda entry: int(entry["index"]))
     return block, aliases, rejected
+
+
+def _segment_size_error(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    try:
+        size = len(compact_json(item))
+    except (TypeError, ValueError) as exc:
+        return f"event: cannot be read as JSON ({exc})"
+    return "event: larger than 32 KB (Segment's limit)" if size > SEGMENT_MAX_EVENT_BYTES else None
 
 
 def prepare_native_body(
@@ -157,7 +251,8 @@ def prepare_native_body(
         meta = with_sent_at(meta, batch.sent_at)
         dicts = lambda: split_native(decode_json(body))[0]  # noqa: E731
         return (*normalizer.typed_block(batch.batch, dicts, meta, day=day), False)
-    items, sent_at, context, single = split_native(decode_json(body))
+    payload, refused = decode_events(body)
+    items, sent_at, context, single = split_native(payload)
     block, aliases, rejected = prepare_events(
         normalizer,
         items,
@@ -166,6 +261,7 @@ def prepare_native_body(
         max_batch=max_batch,
         sent_at=sent_at,
         batch_context=context,
+        refused=refused,
     )
     return block, aliases, rejected, single
 
@@ -203,7 +299,9 @@ def prepare_segment_body(
     typed = decode_segment_batch(body, SEGMENT_MAX_EVENT_BYTES)
     if typed is not None:
         return (*prepare_segment_batch(normalizer, typed, body, meta, day, max_batch), False)
-    payload = decode_object(body)
+    payload, refused = decode_events(body)
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object", code="validation_error")
     items = payload.get("batch")
     if not isinstance(items, list):
         raise BadRequest("batch: must be an array of messages", code="validation_error")
@@ -216,6 +314,7 @@ def prepare_segment_body(
         dialect="segment",
         sent_at=payload.get("sentAt"),
         batch_context=payload.get("context"),
+        refused=refused,
     )
     return block, aliases, rejected, False
 

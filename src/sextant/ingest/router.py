@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sextant.core.errors import AppError, BadRequest, error_body
+from sextant.core.errors import AppError, BadRequest, UnsupportedMediaType, error_body
 from sextant.core.responses import FastJSONResponse
 from sextant.ingest.prepare import decode_object, split_native
 from sextant.ingest.schemas import IngestAccepted, SegmentAccepted
@@ -22,7 +22,7 @@ from sextant.ingest.service import (
     SEGMENT_MAX_BATCH_BYTES,
     SEGMENT_MAX_EVENT_BYTES,
     IngestService,
-    decode_json,
+    decode_events,
     header_write_key,
     read_body,
 )
@@ -40,6 +40,25 @@ _CORS = {
     "Access-Control-Max-Age": "86400",
 }
 _CORS_SIMPLE = {"Access-Control-Allow-Origin": "*"}
+
+
+_MEDIA_TYPES = frozenset({"application/json", "text/plain", ""})
+
+
+def _check_media_type(request: Request) -> None:
+    """415 unless the body is declared as JSON: `application/json` (or a `+json` type), or
+    `text/plain` as browsers' beacons send it. A body without a Content-Type is read as
+    JSON; a form, XML or multipart body is refused rather than guessed at."""
+    value = request.headers.get("content-type")
+    if not value:
+        return
+    media = value.partition(";")[0].strip().lower()
+    if media in _MEDIA_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type {media!r} is not accepted: send the events as JSON with "
+        "Content-Type: application/json (or text/plain, as browsers' beacons do)"
+    )
 
 
 def _service(request: Request) -> IngestService:
@@ -88,9 +107,10 @@ def _accepted(body: bytes, status: int = 202) -> Response:
 async def _native(request: Request, *, beacon: bool) -> Response:
     service = _service(request)
     try:
+        _check_media_type(request)
         if beacon:
             body = await read_body(request, service.max_body)
-            payload = decode_json(body)
+            payload, refused = decode_events(body)
             secret = None
             if isinstance(payload, dict):
                 secret = payload.pop("write_key", None) or payload.pop("writeKey", None)
@@ -106,6 +126,7 @@ async def _native(request: Request, *, beacon: bool) -> Response:
                 sent_at=sent_at,
                 batch_context=context,
                 single=single,
+                refused=refused,
             )
         else:
             # The key comes before the body: a stranger's megabyte is never parsed.
@@ -121,7 +142,7 @@ async def _native(request: Request, *, beacon: bool) -> Response:
     "/api/v1/events",
     status_code=202,
     response_model=IngestAccepted,
-    responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+    responses={400: {}, 401: {}, 413: {}, 415: {}, 429: {}, 503: {}},
 )
 async def ingest_events(request: Request) -> Response:
     """Store one event or a batch of up to 1,000 (1 MB) with a write key.
@@ -137,7 +158,7 @@ async def ingest_events(request: Request) -> Response:
     "/api/v1/collect",
     status_code=202,
     response_model=IngestAccepted,
-    responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+    responses={400: {}, 401: {}, 413: {}, 415: {}, 429: {}, 503: {}},
 )
 async def collect(request: Request) -> Response:
     """Browser beacon: a native event or batch as `text/plain` JSON with `write_key` inside."""
@@ -169,6 +190,7 @@ async def _segment_body(request: Request, service: IngestService, kind: str) -> 
 async def _segment(request: Request, kind: str) -> Response:
     service = _service(request)
     try:
+        _check_media_type(request)
         # A query parameter is how RudderStack's beacon (`/beacon/v1/batch`) sends its key.
         secret = header_write_key(request) or request.query_params.get("writeKey")
         if kind == "batch":
@@ -221,7 +243,7 @@ def _segment_route(kind: str) -> None:
         endpoint,
         methods=["POST"],
         response_model=SegmentAccepted,
-        responses={400: {}, 401: {}, 413: {}, 429: {}, 503: {}},
+        responses={400: {}, 401: {}, 413: {}, 415: {}, 429: {}, 503: {}},
     )
 
 

@@ -34,6 +34,7 @@ from sextant.ingest.prepare import (
     SEGMENT_MAX_EVENT_BYTES,
     Dialect,
     PreparedBody,
+    decode_events,
     decode_json,
     prepare_events,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "SEGMENT_MAX_EVENT_BYTES",
     "IngestOutcome",
     "IngestService",
+    "decode_events",
     "decode_json",
     "header_write_key",
     "read_body",
@@ -265,8 +267,10 @@ class IngestService:
         batch_context: Any = None,
         single: bool = False,
         use_header_user_agent: bool = True,
+        refused: list[dict[str, Any]] | tuple[()] = (),
     ) -> IngestOutcome:
-        """Validate every item, store the valid ones, report the others by index."""
+        """Validate every item, store the valid ones, report the others by index (with
+        `refused`, the items refused before: `decode_events`)."""
         received_ms = time.time_ns() // 1_000_000
         meta = self._meta(ctx, request, received_ms, use_header_user_agent)
         block, aliases, rejected = prepare_events(
@@ -279,6 +283,7 @@ class IngestService:
             segment_type=segment_type,
             sent_at=sent_at,
             batch_context=batch_context,
+            refused=refused,
         )
         return await self._store(ctx, block, aliases, rejected, single, received_ms)
 

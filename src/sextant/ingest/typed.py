@@ -156,8 +156,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         # Raw values are not checked for UTF-8 as strings are; the dict path says where.
         body.decode()
         decoded = decoder.decode(body)
-    except (UnicodeDecodeError, msgspec.ValidationError, msgspec.DecodeError):
-        return None
+    except (UnicodeDecodeError, msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None  # (nested too deeply for msgspec: the dict path rejects that event)
     context = decoded.context
     if context and bytes(context) != b"null":
         return None  # a batch context is merged into each event's dict context
